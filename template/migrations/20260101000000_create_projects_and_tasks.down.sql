@@ -1,0 +1,5 @@
+-- Reverts 20260101000000_create_projects_and_tasks.up.sql.
+
+DROP TABLE tasks;
+DROP TABLE projects;
+DROP TYPE task_status;

@@ -1,0 +1,158 @@
+//! The command line: `serve` runs the HTTP service, `migrate` manages the schema with the same
+//! binary (so a Kubernetes Job can run it from the service image), `openapi` prints the spec.
+//! Failures print one line on stderr and exit non-zero.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::db::{Database, migrate};
+use crate::http::server;
+use crate::{AppState, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Directory of the per-environment configuration files (`<environment>.toml`).
+    #[arg(long, env = "APP_CONFIG_DIR", default_value = "config", global = true)]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service until SIGINT or SIGTERM.
+    Serve,
+    /// Manage the database schema.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateCommand {
+    /// Apply every pending migration.
+    Run,
+    /// Revert the latest migrations.
+    Revert {
+        /// How many to revert.
+        #[arg(default_value_t = 1, conflicts_with = "all")]
+        steps: usize,
+        /// Revert every applied migration.
+        #[arg(long)]
+        all: bool,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+/// Parses the command line, runs the command and maps failure to exit code 1.
+pub fn main() -> ExitCode {
+    // Values already in the environment win over `.env`, which only helps local development.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        println!("{}", crate::http::openapi().to_pretty_json()?);
+        return Ok(());
+    }
+    let config = Config::load(&cli.config_dir)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve => {
+            telemetry::init(&config.log, config.environment)?;
+            runtime.block_on(serve(config))
+        }
+        Command::Migrate(command) => runtime.block_on(run_migrate(command, &config)),
+        Command::Openapi => unreachable!("handled above"),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = Database::connect(&config.database)?;
+    let address = SocketAddr::new(config.server.host, config.server.port);
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let address = listener.local_addr()?;
+    if let Err(err) = db.ping(config.database.acquire_timeout()).await {
+        // Serving anyway lets readiness report the outage and recover without a restart.
+        tracing::error!(error = %err, "database unreachable at start; readiness stays down until it answers");
+    }
+    let state = AppState::new(config, db.clone());
+    let server_config = state.config.server.clone();
+    let lifecycle = state.lifecycle.clone();
+    tracing::info!(
+        url = server::local_url(address),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        lifecycle.start_draining();
+    };
+    server::serve(listener, crate::app(state), &server_config, shutdown).await;
+
+    if tokio::time::timeout(Duration::from_secs(5), db.close()).await.is_err() {
+        tracing::warn!("database connections still in use at exit");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run_migrate(command: MigrateCommand, config: &Config) -> anyhow::Result<()> {
+    let db = Database::connect(&config.database)?;
+    let pool = db.pool();
+    let context = "cannot reach the database; is DATABASE_URL right and PostgreSQL running? (cargo xtask db up)";
+    match command {
+        MigrateCommand::Run => {
+            let before = migrate::status(pool).await.context(context)?;
+            migrate::run(pool)
+                .await
+                .context("migration failed and was rolled back")?;
+            let applied: Vec<_> = before.iter().filter(|migration| !migration.applied).collect();
+            if applied.is_empty() {
+                println!("no pending migrations");
+            }
+            for migration in applied {
+                println!("applied {} {}", migration.version, migration.description);
+            }
+        }
+        MigrateCommand::Revert { steps, all } => {
+            let steps = (!all).then_some(steps);
+            let reverted = migrate::revert(pool, steps).await.context(context)?;
+            if reverted.is_empty() {
+                println!("nothing to revert");
+            }
+            for version in reverted {
+                println!("reverted {version}");
+            }
+        }
+        MigrateCommand::Status => {
+            for migration in migrate::status(pool).await.context(context)? {
+                let state = if migration.applied { "applied" } else { "pending" };
+                println!("{state:8} {} {}", migration.version, migration.description);
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Typed settings: defaults, then `config/<environment>.toml` when present, then environment
+//! variables (`APP_SECTION__KEY`, plus `DATABASE_URL`). Checked once at start so that a bad
+//! value stops the process with one line naming the setting.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything the service reads from its environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub environment: Environment,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Where the service runs; production tightens defaults such as the log format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+/// The HTTP listener and the limits that protect it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Longest a handler may run before the client gets 503.
+    pub request_timeout_secs: u64,
+    /// Longest a client may take to send its request headers before it is disconnected.
+    pub header_read_timeout_secs: u64,
+    /// Largest accepted request body; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Open connections at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests handled at once; excess requests get 503 at once instead of queueing.
+    pub max_concurrent_requests: usize,
+    /// How long in-flight requests may run on after a shutdown signal.
+    pub shutdown_timeout_secs: u64,
+    /// Comma-separated origins allowed by CORS, e.g. `https://app.example.com`; empty allows none.
+    pub cors_allowed_origins: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 8080,
+            request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            body_limit_bytes: 1024 * 1024,
+            max_connections: 1024,
+            max_concurrent_requests: 512,
+            shutdown_timeout_secs: 20,
+            cors_allowed_origins: String::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// The configured CORS origins, one per entry, blanks dropped.
+    pub fn cors_origins(&self) -> impl Iterator<Item = &str> {
+        self.cors_allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+    }
+}
+
+/// The PostgreSQL pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// From `DATABASE_URL`; may carry a password, so it never reaches a log line.
+    pub url: Option<SecretString>,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before it gets 503.
+    #[serde(default = "defaults::acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+    /// Server-side limit on any single statement.
+    #[serde(default = "defaults::statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: defaults::max_connections(),
+            acquire_timeout_ms: defaults::acquire_timeout_ms(),
+            statement_timeout_ms: defaults::statement_timeout_ms(),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+}
+
+mod defaults {
+    pub fn max_connections() -> u32 {
+        10
+    }
+
+    pub fn acquire_timeout_ms() -> u64 {
+        3_000
+    }
+
+    pub fn statement_timeout_ms() -> u64 {
+        5_000
+    }
+}
+
+/// Log verbosity and shape.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `info,sqlx=warn`; defaults to `info`.
+    pub filter: Option<String>,
+    /// Defaults to `json` in production and `pretty` in development.
+    pub format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl Config {
+    /// Reads the configuration from `config_dir` and the process environment.
+    pub fn load(config_dir: &Path) -> anyhow::Result<Self> {
+        #[derive(Deserialize)]
+        struct Selector {
+            #[serde(default)]
+            environment: Environment,
+        }
+        let Selector { environment } = Figment::new()
+            .merge(Env::prefixed("APP_").only(&["environment"]))
+            .extract()
+            .map_err(|err| anyhow::anyhow!(describe(&err)))?;
+        let file = config_dir.join(match environment {
+            Environment::Development => "development.toml",
+            Environment::Production => "production.toml",
+        });
+        let mut figment = Figment::new();
+        if file.exists() {
+            figment = figment.merge(Toml::file_exact(&file));
+        }
+        let config: Self = figment
+            // APP_CONFIG_DIR is read by the command line, not here.
+            .merge(Env::prefixed("APP_").ignore(&["config_dir"]).split("__"))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .extract()
+            .map_err(|err| anyhow::anyhow!(describe(&err)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot, naming the environment variable to fix.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let server = &self.server;
+        if server.port == 0 {
+            bail!("APP_SERVER__PORT must be between 1 and 65535");
+        }
+        for (name, value) in [
+            ("APP_SERVER__REQUEST_TIMEOUT_SECS", server.request_timeout_secs),
+            ("APP_SERVER__HEADER_READ_TIMEOUT_SECS", server.header_read_timeout_secs),
+            ("APP_SERVER__BODY_LIMIT_BYTES", server.body_limit_bytes as u64),
+            ("APP_SERVER__MAX_CONNECTIONS", server.max_connections as u64),
+            (
+                "APP_SERVER__MAX_CONCURRENT_REQUESTS",
+                server.max_concurrent_requests as u64,
+            ),
+            (
+                "APP_DATABASE__MAX_CONNECTIONS",
+                u64::from(self.database.max_connections),
+            ),
+            ("APP_DATABASE__ACQUIRE_TIMEOUT_MS", self.database.acquire_timeout_ms),
+            ("APP_DATABASE__STATEMENT_TIMEOUT_MS", self.database.statement_timeout_ms),
+        ] {
+            if value == 0 {
+                bail!("{name} must be greater than 0");
+            }
+        }
+        for origin in server.cors_origins() {
+            check_origin(origin)
+                .with_context(|| format!("APP_SERVER__CORS_ALLOWED_ORIGINS: invalid origin {origin:?}"))?;
+        }
+        if self.database.url.is_none() {
+            bail!("DATABASE_URL is not set: export it or put it in .env (see .env.example)");
+        }
+        Ok(())
+    }
+}
+
+/// An origin is a scheme and a host with an optional port, nothing more.
+fn check_origin(origin: &str) -> anyhow::Result<()> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .context("must start with http:// or https://")?;
+    let valid = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid {
+        bail!("must be scheme://host[:port] without a path");
+    }
+    Ok(())
+}
+
+/// Renders a figment error on one line; figment already names the key and its source.
+fn describe(err: &figment::Error) -> String {
+    let text = err.to_string().replace('\n', "; ");
+    format!("invalid configuration: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_with_a_path_is_refused() {
+        assert!(check_origin("https://app.example.com").is_ok());
+        assert!(check_origin("http://localhost:3000").is_ok());
+        assert!(check_origin("https://app.example.com/path").is_err());
+        assert!(check_origin("app.example.com").is_err());
+        assert!(check_origin("https://").is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! What can go wrong in a query, in terms the HTTP layer can answer: constraint violations
+//! become client errors with a message, pool exhaustion and timeouts become "try again".
+
+use sqlx::error::ErrorKind;
+
+/// A failed query, classified.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A unique constraint refused the write.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A foreign key named a row that does not exist.
+    #[error("{0}")]
+    MissingReference(&'static str),
+    /// No connection became free within the pool's acquire timeout.
+    #[error("no database connection available")]
+    Unavailable,
+    /// The statement ran past `statement_timeout`.
+    #[error("database statement timed out")]
+    Timeout,
+    /// Anything else: a bug or an outage, logged and answered with 500.
+    #[error(transparent)]
+    Other(sqlx::Error),
+}
+
+/// PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.
+const QUERY_CANCELED: &str = "57014";
+
+impl DbError {
+    /// Classifies `err`, explaining known constraints with the messages in `constraints`
+    /// (pairs of constraint name and message).
+    pub fn classify(err: sqlx::Error, constraints: &[(&str, &'static str)]) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut => return Self::Unavailable,
+            sqlx::Error::Database(db) => {
+                let message = db
+                    .constraint()
+                    .and_then(|name| constraints.iter().find(|(known, _)| *known == name))
+                    .map(|(_, message)| *message);
+                match db.kind() {
+                    ErrorKind::UniqueViolation => {
+                        return Self::Conflict(message.unwrap_or("conflicts with an existing record"));
+                    }
+                    ErrorKind::ForeignKeyViolation => {
+                        return Self::MissingReference(message.unwrap_or("refers to a record that does not exist"));
+                    }
+                    _ if db.code().as_deref() == Some(QUERY_CANCELED) => return Self::Timeout,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Self::Other(err)
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::classify(err, &[])
+    }
+}

@@ -1,0 +1,83 @@
+//! The embedded migrations and the `migrate` subcommand's operations. Each runs on a dedicated
+//! connection that is closed afterwards, so the advisory lock sqlx takes is never left behind
+//! in a pool when a migration fails.
+
+use std::collections::HashSet;
+
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// Every migration in `migrations/`, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+const TABLE: &str = "_sqlx_migrations";
+
+/// A migration and whether the database has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub version: i64,
+    pub description: String,
+    pub applied: bool,
+}
+
+/// Applies every pending migration.
+pub async fn run(pool: &PgPool) -> Result<(), MigrateError> {
+    with_connection(pool, async |conn| MIGRATOR.run(conn).await).await
+}
+
+/// Reverts the latest `steps` applied migrations, newest first; `None` reverts all of them.
+/// Returns the versions reverted.
+pub async fn revert(pool: &PgPool, steps: Option<usize>) -> Result<Vec<i64>, MigrateError> {
+    with_connection(pool, async |conn| {
+        conn.ensure_migrations_table(TABLE).await?;
+        let mut applied: Vec<i64> = conn
+            .list_applied_migrations(TABLE)
+            .await?
+            .into_iter()
+            .map(|migration| migration.version)
+            .collect();
+        applied.sort_unstable();
+        let keep = steps.map_or(0, |steps| applied.len().saturating_sub(steps));
+        let reverted = applied.split_off(keep);
+        let target = applied.last().copied().unwrap_or(0);
+        if !reverted.is_empty() {
+            MIGRATOR.undo(conn, target).await?;
+        }
+        Ok(reverted.into_iter().rev().collect())
+    })
+    .await
+}
+
+/// Lists every known migration, oldest first, with whether it has been applied.
+pub async fn status(pool: &PgPool) -> Result<Vec<MigrationStatus>, MigrateError> {
+    with_connection(pool, async |conn| {
+        conn.ensure_migrations_table(TABLE).await?;
+        let applied: HashSet<i64> = conn
+            .list_applied_migrations(TABLE)
+            .await?
+            .into_iter()
+            .map(|migration| migration.version)
+            .collect();
+        Ok(MIGRATOR
+            .iter()
+            .filter(|migration| migration.migration_type.is_up_migration())
+            .map(|migration| MigrationStatus {
+                version: migration.version,
+                description: migration.description.to_string(),
+                applied: applied.contains(&migration.version),
+            })
+            .collect())
+    })
+    .await
+}
+
+async fn with_connection<T>(
+    pool: &PgPool,
+    operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T, MigrateError>,
+) -> Result<T, MigrateError> {
+    let mut conn = pool.acquire().await?.detach();
+    let result = operation(&mut conn).await;
+    // Closing ends the session, which releases the advisory lock even after a failure.
+    let _ = conn.close().await;
+    result
+}

@@ -1,0 +1,109 @@
+//! The connection pool. It is created without connecting, so the service starts (and reports
+//! itself unready) while PostgreSQL is away, and every connection carries the statement
+//! timeout. Requests take connections through [`Database::acquire`], which counts waiters.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use super::DbError;
+use crate::config::DatabaseConfig;
+
+/// The pool plus the bookkeeping sqlx does not expose.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: PgPool,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// A snapshot of the pool for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections, idle ones included.
+    pub size: u32,
+    pub idle: usize,
+    /// Callers waiting for a connection right now.
+    pub waiting: usize,
+}
+
+impl Database {
+    /// Builds the pool from configuration; no connection is opened until one is needed.
+    /// Must be called inside a Tokio runtime.
+    pub fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let url = config.url.as_ref().context("DATABASE_URL is not set")?;
+        let options = PgConnectOptions::from_str(url.expose_secret())
+            .map_err(|err| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {err}"))?
+            .application_name(env!("CARGO_PKG_NAME"))
+            .options([("statement_timeout", format!("{}ms", config.statement_timeout_ms))]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout())
+            .connect_lazy_with(options);
+        Ok(Self::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            waiting: Arc::default(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Takes a connection, waiting at most the configured acquire timeout.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, DbError> {
+        let _waiting = Waiting::enter(&self.waiting);
+        self.pool.acquire().await.map_err(DbError::from)
+    }
+
+    /// Checks that PostgreSQL answers within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
+        let ping = async {
+            let mut conn = self.acquire().await?;
+            sqlx::query("SELECT 1").execute(&mut *conn).await?;
+            Ok(())
+        };
+        tokio::time::timeout(timeout, ping)
+            .await
+            .unwrap_or(Err(DbError::Timeout))
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes every connection; waits for the ones in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Counts a waiter for as long as it lives, even when the waiting future is cancelled.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

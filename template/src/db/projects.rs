@@ -1,0 +1,147 @@
+//! Queries on `projects`.
+
+use sqlx::{PgConnection, QueryBuilder};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::DbError;
+use super::keyset::{push_after, push_order_and_limit};
+use super::versioned::Versioned;
+use crate::domain::page::Page;
+use crate::domain::project::{NewProject, Project, ProjectChanges, ProjectQuery, ProjectSort};
+
+/// Messages for the constraints a client can run into.
+const CONSTRAINTS: &[(&str, &str)] = &[("projects_name_key", "a project with this name already exists")];
+
+/// The selected columns; a macro so that `concat!` builds each query as a `&'static str`.
+macro_rules! columns {
+    () => {
+        "id, name, description, version, created_at, updated_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct ProjectRow {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    version: i32,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl From<ProjectRow> for Project {
+    fn from(row: ProjectRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            description: row.description,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+fn classify(err: sqlx::Error) -> DbError {
+    DbError::classify(err, CONSTRAINTS)
+}
+
+pub async fn insert(conn: &mut PgConnection, new: &NewProject) -> Result<Project, DbError> {
+    sqlx::query_as::<_, ProjectRow>(concat!(
+        "INSERT INTO projects (id, name, description) VALUES ($1, $2, $3) RETURNING ",
+        columns!()
+    ))
+    .bind(Uuid::now_v7())
+    .bind(&new.name)
+    .bind(&new.description)
+    .fetch_one(&mut *conn)
+    .await
+    .map(Project::from)
+    .map_err(classify)
+}
+
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Project>, DbError> {
+    sqlx::query_as::<_, ProjectRow>(concat!("SELECT ", columns!(), " FROM projects WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map(|row| row.map(Project::from))
+        .map_err(classify)
+}
+
+pub async fn list(conn: &mut PgConnection, query: &ProjectQuery) -> Result<Page<Project>, DbError> {
+    let column = match query.sort {
+        ProjectSort::Name => "name",
+        ProjectSort::CreatedAt => "created_at",
+    };
+    let mut sql = QueryBuilder::new(concat!("SELECT ", columns!(), " FROM projects WHERE true"));
+    push_after(&mut sql, column, query.direction, query.after.as_ref());
+    push_order_and_limit(&mut sql, column, query.direction, query.size);
+    let rows = sql
+        .build_query_as::<ProjectRow>()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let projects = rows.into_iter().map(Project::from).collect();
+    Ok(Page::from_overfetch(projects, query.size, |project| {
+        project.position(query.sort)
+    }))
+}
+
+/// Applies `changes` if the project still has `expected_version` (any version when `None`).
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    expected_version: Option<i32>,
+    changes: &ProjectChanges,
+) -> Result<Versioned<Project>, DbError> {
+    let updated = sqlx::query_as::<_, ProjectRow>(concat!(
+        "UPDATE projects SET \
+             name = COALESCE($3, name), \
+             description = CASE WHEN $4 THEN $5 ELSE description END, \
+             version = version + 1, \
+             updated_at = now() \
+         WHERE id = $1 AND ($2::int4 IS NULL OR version = $2) \
+         RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .bind(expected_version)
+    .bind(&changes.name)
+    .bind(changes.description.is_some())
+    .bind(changes.description.clone().flatten())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(classify)?;
+    if let Some(row) = updated {
+        return Ok(Versioned::Applied(row.into()));
+    }
+    Ok(Versioned::from_parts(None, current_version(conn, id).await?))
+}
+
+/// Deletes the project and, by cascade, its tasks, if it still has `expected_version`.
+pub async fn delete(
+    conn: &mut PgConnection,
+    id: Uuid,
+    expected_version: Option<i32>,
+) -> Result<Versioned<()>, DbError> {
+    let deleted = sqlx::query("DELETE FROM projects WHERE id = $1 AND ($2::int4 IS NULL OR version = $2)")
+        .bind(id)
+        .bind(expected_version)
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    if deleted.rows_affected() == 1 {
+        return Ok(Versioned::Applied(()));
+    }
+    Ok(Versioned::from_parts(None, current_version(conn, id).await?))
+}
+
+async fn current_version(conn: &mut PgConnection, id: Uuid) -> Result<Option<i32>, DbError> {
+    sqlx::query_scalar("SELECT version FROM projects WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(classify)
+}

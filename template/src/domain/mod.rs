@@ -1,0 +1,9 @@
+//! Domain types and rules. Values here are already parsed and validated: the HTTP layer turns
+//! requests into them and the database layer stores and loads them; neither axum nor sqlx
+//! appears in this module.
+
+pub mod page;
+{%- if example %}
+pub mod project;
+pub mod task;
+{%- endif %}

@@ -1,0 +1,211 @@
+//! The one error type handlers return, rendered as RFC 9457 `application/problem+json`.
+//! Internal causes are logged with the request's span and never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::{ValidationErrors, ValidationErrorsKind};
+
+use crate::db::DbError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document; every error response of the API has this shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status code and title say what kind of problem this is.
+    #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
+    pub kind: String,
+    /// The reason phrase of the status code.
+    #[schema(example = "Not Found")]
+    pub title: String,
+    #[schema(example = 404)]
+    pub status: u16,
+    /// What went wrong with this request, for a person to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "project not found")]
+    pub detail: Option<String>,
+    /// For validation failures: what is wrong with each field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    /// The field's path in the request body, e.g. `name` or `items[2].title`.
+    #[schema(example = "name")]
+    pub field: String,
+    /// A stable, machine-readable reason such as `length` or `range`.
+    #[schema(example = "length")]
+    pub code: String,
+    #[schema(example = "must be 1 to 100 characters")]
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<Option<String>>) -> Self {
+        Self {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (syntax, path or query parameters).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: the addressed resource does not exist.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 409: the request conflicts with existing data, such as a duplicate name.
+    #[error("{0}")]
+    Conflict(String),
+    /// 412: `If-Match` names a version the resource no longer has.
+    #[error("the resource has changed since it was read; fetch it again (current version {current})")]
+    PreconditionFailed { current: i32 },
+    /// 428: the write needs `If-Match` with the resource's `ETag`.
+    #[error("send If-Match with the ETag from your last read of this resource")]
+    PreconditionRequired,
+    /// 413: the body is larger than the configured limit.
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    #[error("expected a request with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 422: the body is well-formed but some fields are invalid.
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    /// 422: the body is well-formed but cannot be processed, e.g. it refers to a missing record.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 503: a dependency is saturated or down; the client should retry after `retry_after` seconds.
+    #[error("{detail}")]
+    Unavailable { detail: &'static str, retry_after: u32 },
+    /// 500: a bug or an unexpected failure; the cause is logged, not sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut problem = Problem::new(status, self.to_string());
+        let mut retry_after = None;
+        match self {
+            Self::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "request failed");
+                problem.detail = Some("an unexpected error occurred".to_owned());
+            }
+            Self::Unavailable {
+                retry_after: seconds, ..
+            } => {
+                tracing::warn!(detail = problem.detail.as_deref(), "dependency unavailable");
+                retry_after = Some(seconds);
+            }
+            Self::Validation(errors) => problem.errors = errors,
+            _ => {}
+        }
+        let mut response = problem.into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Conflict(message) => Self::Conflict(message.to_owned()),
+            DbError::MissingReference(message) => Self::Unprocessable(message.to_owned()),
+            DbError::Unavailable => Self::Unavailable {
+                detail: "the database is busy; retry shortly",
+                retry_after: 1,
+            },
+            DbError::Timeout => Self::Unavailable {
+                detail: "the database did not answer in time",
+                retry_after: 1,
+            },
+            DbError::Other(err) => Self::Internal(err.into()),
+        }
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(errors: ValidationErrors) -> Self {
+        let mut fields = Vec::new();
+        flatten(&errors, "", &mut fields);
+        fields.sort_by(|a, b| (&a.field, &a.code).cmp(&(&b.field, &b.code)));
+        Self::Validation(fields)
+    }
+}
+
+/// Collects nested validation errors with their paths (`a.b`, `items[2].title`).
+fn flatten(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            ValidationErrorsKind::Field(list) => out.extend(list.iter().map(|error| {
+                FieldError {
+                    field: path.clone(),
+                    code: error.code.to_string(),
+                    message: error
+                        .message
+                        .as_ref()
+                        .map_or_else(|| format!("is invalid ({})", error.code), ToString::to_string),
+                }
+            })),
+            ValidationErrorsKind::Struct(inner) => flatten(inner, &path, out),
+            ValidationErrorsKind::List(items) => {
+                for (index, inner) in items {
+                    flatten(inner, &format!("{path}[{index}]"), out);
+                }
+            }
+        }
+    }
+}

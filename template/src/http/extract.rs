@@ -1,0 +1,131 @@
+//! Extractors whose rejections are [`ApiError`]s, so malformed requests get problem+json like
+//! every other error, plus the `If-Match` precondition used for optimistic concurrency.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use validator::Validate;
+
+use super::error::ApiError;
+
+/// JSON body in, JSON body out.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType,
+            JsonRejection::JsonDataError(err) => Self::Unprocessable(err.body_text()),
+            JsonRejection::JsonSyntaxError(err) => Self::BadRequest(err.body_text()),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+/// Path parameters.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+/// Query string parameters.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+/// A JSON body that has passed its `validator` rules; invalid fields get 422 with details.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Valid<T>(pub T);
+
+impl<S, T> FromRequest<S> for Valid<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<T>::from_request(request, state).await?;
+        value.validate()?;
+        Ok(Self(value))
+    }
+}
+
+/// The `If-Match` precondition of a write: the version the client last read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    /// No header.
+    Absent,
+    /// `If-Match: *`: any version will do.
+    Any,
+    /// `If-Match: "<version>"`.
+    Version(i32),
+}
+
+impl IfMatch {
+    /// The version the write must find, `None` meaning any.
+    pub fn expected(self) -> Option<i32> {
+        match self {
+            Self::Version(version) => Some(version),
+            Self::Absent | Self::Any => None,
+        }
+    }
+
+    /// Like [`IfMatch::expected`], but 428 when the client did not say which version it edits.
+    pub fn required(self) -> Result<Option<i32>, ApiError> {
+        match self {
+            Self::Absent => Err(ApiError::PreconditionRequired),
+            other => Ok(other.expected()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(Self::Absent);
+        };
+        let invalid = || ApiError::BadRequest("If-Match must be one ETag such as \"3\", or *".to_owned());
+        let value = value.to_str().map_err(|_| invalid())?.trim();
+        if value == "*" {
+            return Ok(Self::Any);
+        }
+        value
+            .strip_prefix('"')
+            .and_then(|rest| rest.strip_suffix('"'))
+            .and_then(|inner| inner.parse().ok())
+            .map(Self::Version)
+            .ok_or_else(invalid)
+    }
+}
+
+/// The `ETag` of a resource at `version`; strong, since versions change on every write.
+pub fn etag(version: i32) -> [(header::HeaderName, String); 1] {
+    [(header::ETAG, format!("\"{version}\""))]
+}

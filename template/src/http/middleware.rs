@@ -1,0 +1,168 @@
+//! Middleware that every route runs through: request ids, the request span with its log line
+//! and metrics, error bodies normalised to problem+json, and the handlers for panics and
+//! overload that the tower layers report to.
+
+use std::any::Any;
+use std::time::Instant;
+
+use axum::BoxError;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::AppState;
+use crate::metrics::HttpLabels;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the current request, also sent back in `x-request-id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Accepts the caller's `x-request-id` when it is a sane token (so ids correlate across
+/// services), otherwise mints one; either way it is echoed on the response.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| is_acceptable_id(value))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Client-chosen ids end up in every log line, so only short, plain tokens are kept.
+fn is_acceptable_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Runs the request inside a span carrying its id, method and route, then logs one line with
+/// the status and latency and records the request in the metrics.
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", %method, %route, %request_id);
+
+    let response = next.run(request).instrument(span.clone()).await;
+
+    let status = response.status();
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), latency_ms, "request finished");
+        } else {
+            tracing::info!(status = status.as_u16(), latency_ms, "request finished");
+        }
+    });
+    let labels = HttpLabels {
+        method,
+        route,
+        status: status.as_u16(),
+    };
+    state.metrics.record_request(&labels, elapsed);
+    response
+}
+
+/// Gives error responses produced outside handlers (404, 405, 413, timeouts) the same
+/// problem+json body as handler errors, keeping their headers such as `Allow`. JSON bodies,
+/// such as problems or the readiness report, are left as they are.
+pub async fn problem_details(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let detail = match status {
+        StatusCode::NOT_FOUND => Some("no route matches this path".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            Some("this route does not support the method; see the Allow header".to_owned())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => Some("request body is too large".to_owned()),
+        _ => None,
+    };
+    let body = serde_json::to_vec(&Problem::new(status, detail)).unwrap_or_default();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Turns a handler panic into a logged 500; the panic message stays in the log.
+#[expect(clippy::needless_pass_by_value, reason = "the signature CatchPanicLayer calls")]
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = message, "handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "an unexpected error occurred".to_owned(),
+    )
+    .into_response()
+}
+
+/// Answers for the tower layers that fail instead of responding: load shedding and timeouts.
+pub async fn overload_response(err: BoxError) -> Response {
+    let error = if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Unavailable {
+            detail: "the server is at capacity; retry shortly",
+            retry_after: 1,
+        }
+    } else if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Unavailable {
+            detail: "the request took too long and was cancelled",
+            retry_after: 1,
+        }
+    } else {
+        ApiError::Internal(anyhow::anyhow!(err))
+    };
+    error.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_short_request_ids_are_accepted() {
+        assert!(is_acceptable_id("3f2c9a40-7d4e-4b7e-9c1a-0d6a3b1e2f10"));
+        assert!(is_acceptable_id("req_42.a"));
+        assert!(!is_acceptable_id(""));
+        assert!(!is_acceptable_id(&"a".repeat(129)));
+        assert!(!is_acceptable_id("line\nbreak"));
+        assert!(!is_acceptable_id("quote\"d"));
+    }
+}

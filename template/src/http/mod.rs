@@ -1,0 +1,122 @@
+//! The HTTP interface, and the only module that knows about axum: routes, request and response
+//! types, extractors, error rendering, middleware and the server loop.
+
+mod api;
+mod docs;
+pub mod error;
+pub mod extract;
+mod health;
+mod metrics;
+pub mod middleware;
+pub mod pagination;
+{%- if example %}
+mod projects;
+{%- endif %}
+pub mod server;
+{%- if example %}
+mod tasks;
+{%- endif %}
+pub mod validation;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::timeout::TimeoutLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::OpenApi;
+
+use crate::AppState;
+
+/// The whole application: every route with the middleware stack, ready to serve or to drive
+/// from tests.
+pub fn app(state: AppState) -> Router {
+    with_middleware(routes(), &state).with_state(state)
+}
+
+/// Every route, without middleware.
+pub fn routes() -> Router<AppState> {
+    routes_and_openapi().0
+}
+
+/// The OpenAPI document of every route, as served at `/openapi.json`.
+pub fn openapi() -> OpenApi {
+    routes_and_openapi().1
+}
+
+fn routes_and_openapi() -> (Router<AppState>, OpenApi) {
+    let (router, openapi) = api::router().split_for_parts();
+    let router = router
+        .merge(docs::router(openapi.clone()))
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+    (router, openapi)
+}
+
+/// Wraps `router` in the layers every route runs through, outermost first.
+pub fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let server = &state.config.server;
+    let cors = (server.cors_origins().next().is_some()).then(|| cors(server.cors_origins()));
+    let stack = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(security_header(header::CACHE_CONTROL, "no-store"))
+        .layer(security_header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .layer(security_header(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ))
+        .option_layer(cors)
+        .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(middleware::problem_details))
+        .layer(HandleErrorLayer::new(middleware::overload_response))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
+        .layer(TimeoutLayer::new(server.request_timeout()))
+        .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
+        .layer(DefaultBodyLimit::disable());
+    router.layer(stack)
+}
+
+/// Sets a header unless the route set its own (the docs pages relax the CSP, for example).
+fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
+fn cors<'a>(origins: impl Iterator<Item = &'a str>) -> CorsLayer {
+    // Origins were checked when the configuration loaded.
+    let origins: Vec<HeaderValue> = origins
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+            middleware::REQUEST_ID,
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            middleware::REQUEST_ID,
+        ])
+        .max_age(Duration::from_mins(10))
+}

@@ -1,0 +1,287 @@
+//! `/api/v1/projects`: request and response bodies, and the handlers that turn them into
+//! domain values and back.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+use validator::Validate;
+
+use super::error::{ApiError, Problem};
+use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
+use super::pagination::{self, Page};
+use crate::AppState;
+use crate::db;
+use crate::db::versioned::Versioned;
+use crate::domain::page::{Direction, PageSize};
+use crate::domain::project::{self as domain, ProjectSort};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project, update_project, delete_project))
+}
+
+/// A project.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    pub id: Uuid,
+    #[schema(example = "Website relaunch")]
+    pub name: String,
+    pub description: Option<String>,
+    /// Changes on every update; also sent as the `ETag` header.
+    pub version: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<domain::Project> for Project {
+    fn from(project: domain::Project) -> Self {
+        Self {
+            id: project.id,
+            name: project.name,
+            description: project.description,
+            version: project.version,
+            created_at: project.created_at,
+            updated_at: project.updated_at,
+        }
+    }
+}
+
+/// A new project.
+#[derive(Debug, Clone, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// Unique regardless of letter case.
+    #[validate(
+        custom(function = "super::validation::single_line"),
+        length(min = 1, max = 100, message = "must be 1 to 100 characters")
+    )]
+    #[schema(min_length = 1, max_length = 100, example = "Website relaunch")]
+    pub name: String,
+    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(max_length = 2000)]
+    pub description: Option<String>,
+}
+
+impl From<CreateProject> for domain::NewProject {
+    fn from(body: CreateProject) -> Self {
+        Self {
+            name: body.name.trim().to_owned(),
+            description: body.description,
+        }
+    }
+}
+
+/// Changes to a project; omitted fields stay as they are, `null` clears a description.
+#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    #[validate(
+        custom(function = "super::validation::single_line"),
+        length(min = 1, max = 100, message = "must be 1 to 100 characters")
+    )]
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "super::validation::present")]
+    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(value_type = Option<String>, max_length = 2000)]
+    pub description: Option<Option<String>>,
+}
+
+impl From<UpdateProject> for domain::ProjectChanges {
+    fn from(body: UpdateProject) -> Self {
+        Self {
+            name: body.name.map(|name| name.trim().to_owned()),
+            description: body.description,
+        }
+    }
+}
+
+/// Sort orders; a leading `-` sorts descending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub enum ProjectOrder {
+    #[serde(rename = "name")]
+    Name,
+    #[serde(rename = "-name")]
+    NameDesc,
+    #[serde(rename = "created_at")]
+    CreatedAt,
+    #[default]
+    #[serde(rename = "-created_at")]
+    CreatedAtDesc,
+}
+
+impl ProjectOrder {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::NameDesc => "-name",
+            Self::CreatedAt => "created_at",
+            Self::CreatedAtDesc => "-created_at",
+        }
+    }
+
+    fn split(self) -> (ProjectSort, Direction) {
+        match self {
+            Self::Name => (ProjectSort::Name, Direction::Asc),
+            Self::NameDesc => (ProjectSort::Name, Direction::Desc),
+            Self::CreatedAt => (ProjectSort::CreatedAt, Direction::Asc),
+            Self::CreatedAtDesc => (ProjectSort::CreatedAt, Direction::Desc),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListProjects {
+    /// Items per page, 1 to 100; values outside are clamped. Defaults to 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Defaults to `-created_at` (newest first).
+    #[param(inline)]
+    #[serde(default)]
+    pub sort: ProjectOrder,
+}
+
+impl ListProjects {
+    fn into_domain(self) -> Result<domain::ProjectQuery, ApiError> {
+        let (sort, direction) = self.sort.split();
+        let after = self
+            .cursor
+            .map(|token| pagination::decode(&token, self.sort.as_str(), sort.kind()))
+            .transpose()?;
+        Ok(domain::ProjectQuery {
+            sort,
+            direction,
+            after,
+            size: PageSize::clamped(self.limit),
+        })
+    }
+}
+
+const NOT_FOUND: &str = "project not found";
+
+/// List projects
+#[utoipa::path(get, path = "/projects", tag = "projects", operation_id = "listProjects",
+    params(ListProjects),
+    responses(
+        (status = 200, description = "A page of projects", body = Page<Project>),
+        (status = 400, description = "Invalid query parameters or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_projects(
+    State(state): State<AppState>,
+    Query(query): Query<ListProjects>,
+) -> Result<Json<Page<Project>>, ApiError> {
+    let order = query.sort;
+    let query = query.into_domain()?;
+    let mut conn = state.db.acquire().await?;
+    let page = db::projects::list(&mut conn, &query).await?;
+    Ok(Json(Page::from_domain(page, order.as_str(), Project::from)))
+}
+
+/// Create a project
+#[utoipa::path(post, path = "/projects", tag = "projects", operation_id = "createProject",
+    request_body = CreateProject,
+    responses(
+        (status = 201, description = "Created", body = Project,
+            headers(("Location" = String, description = "URL of the new project"), ("ETag" = String, description = "Its version"))),
+        (status = 409, description = "A project with this name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_project(
+    State(state): State<AppState>,
+    Valid(body): Valid<CreateProject>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let project = db::projects::insert(&mut conn, &body.into()).await?;
+    let location = format!("/api/v1/projects/{}", project.id);
+    Ok((
+        StatusCode::CREATED,
+        etag(project.version),
+        [(header::LOCATION, location)],
+        Json(Project::from(project)),
+    ))
+}
+
+/// Get a project
+#[utoipa::path(get, path = "/projects/{id}", tag = "projects", operation_id = "getProject",
+    params(("id" = Uuid, Path, description = "Project id")),
+    responses(
+        (status = 200, description = "The project", body = Project, headers(("ETag" = String, description = "Its version"))),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_project(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<impl IntoResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let project = db::projects::find(&mut conn, id)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    Ok((etag(project.version), Json(Project::from(project))))
+}
+
+/// Update a project
+///
+/// Needs `If-Match` with the `ETag` of the version being changed, so concurrent edits are
+/// detected instead of lost.
+#[utoipa::path(patch, path = "/projects/{id}", tag = "projects", operation_id = "updateProject",
+    params(
+        ("id" = Uuid, Path, description = "Project id"),
+        ("If-Match" = String, Header, description = "ETag of the version being changed, or `*`"),
+    ),
+    request_body = UpdateProject,
+    responses(
+        (status = 200, description = "The updated project", body = Project, headers(("ETag" = String, description = "Its new version"))),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A project with this name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The project changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_project(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+    Valid(body): Valid<UpdateProject>,
+) -> Result<impl IntoResponse, ApiError> {
+    let expected = if_match.required()?;
+    let mut conn = state.db.acquire().await?;
+    match db::projects::update(&mut conn, id, expected, &body.into()).await? {
+        Versioned::Applied(project) => Ok((etag(project.version), Json(Project::from(project)))),
+        Versioned::NotFound => Err(ApiError::NotFound(NOT_FOUND)),
+        Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current }),
+    }
+}
+
+/// Delete a project and its tasks
+#[utoipa::path(delete, path = "/projects/{id}", tag = "projects", operation_id = "deleteProject",
+    params(
+        ("id" = Uuid, Path, description = "Project id"),
+        ("If-Match" = Option<String>, Header, description = "When given, delete only if this is still the current version"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The project changed since it was read", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_project(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    match db::projects::delete(&mut conn, id, if_match.expected()).await? {
+        Versioned::Applied(()) => Ok(StatusCode::NO_CONTENT),
+        Versioned::NotFound => Err(ApiError::NotFound(NOT_FOUND)),
+        Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current }),
+    }
+}

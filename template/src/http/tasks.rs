@@ -1,0 +1,344 @@
+//! `/api/v1/tasks`: tasks belong to a project, which is chosen in the body and may change, so a
+//! task that points at a missing project is refused with 422.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+use validator::Validate;
+
+use super::error::{ApiError, Problem};
+use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
+use super::pagination::{self, Page};
+use crate::AppState;
+use crate::db;
+use crate::db::versioned::Versioned;
+use crate::domain::page::{Direction, PageSize};
+use crate::domain::task::{self as domain, TaskSort};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_tasks, create_task))
+        .routes(routes!(get_task, update_task, delete_task))
+}
+
+/// A task.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Task {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    #[schema(example = "Draft the landing page")]
+    pub title: String,
+    pub status: TaskStatus,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub due_at: Option<OffsetDateTime>,
+    /// Changes on every update; also sent as the `ETag` header.
+    pub version: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<domain::Task> for Task {
+    fn from(task: domain::Task) -> Self {
+        Self {
+            id: task.id,
+            project_id: task.project_id,
+            title: task.title,
+            status: task.status.into(),
+            due_at: task.due_at,
+            version: task.version,
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+        }
+    }
+}
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    #[default]
+    Todo,
+    InProgress,
+    Done,
+}
+
+impl From<domain::TaskStatus> for TaskStatus {
+    fn from(status: domain::TaskStatus) -> Self {
+        match status {
+            domain::TaskStatus::Todo => Self::Todo,
+            domain::TaskStatus::InProgress => Self::InProgress,
+            domain::TaskStatus::Done => Self::Done,
+        }
+    }
+}
+
+impl From<TaskStatus> for domain::TaskStatus {
+    fn from(status: TaskStatus) -> Self {
+        match status {
+            TaskStatus::Todo => Self::Todo,
+            TaskStatus::InProgress => Self::InProgress,
+            TaskStatus::Done => Self::Done,
+        }
+    }
+}
+
+/// A new task.
+#[derive(Debug, Clone, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    pub project_id: Uuid,
+    #[validate(
+        custom(function = "super::validation::single_line"),
+        length(min = 1, max = 200, message = "must be 1 to 200 characters")
+    )]
+    #[schema(min_length = 1, max_length = 200, example = "Draft the landing page")]
+    pub title: String,
+    /// Defaults to `todo`.
+    #[serde(default)]
+    pub status: TaskStatus,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub due_at: Option<OffsetDateTime>,
+}
+
+impl From<CreateTask> for domain::NewTask {
+    fn from(body: CreateTask) -> Self {
+        Self {
+            project_id: body.project_id,
+            title: body.title.trim().to_owned(),
+            status: body.status.into(),
+            due_at: body.due_at,
+        }
+    }
+}
+
+/// Changes to a task; omitted fields stay as they are, `null` clears the due date.
+#[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTask {
+    /// Moves the task to another project.
+    pub project_id: Option<Uuid>,
+    #[validate(
+        custom(function = "super::validation::single_line"),
+        length(min = 1, max = 200, message = "must be 1 to 200 characters")
+    )]
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: Option<String>,
+    pub status: Option<TaskStatus>,
+    #[serde(default, deserialize_with = "rfc3339_present")]
+    #[schema(value_type = Option<OffsetDateTime>)]
+    pub due_at: Option<Option<OffsetDateTime>>,
+}
+
+/// [`super::validation::present`] for RFC 3339 timestamps.
+fn rfc3339_present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
+    time::serde::rfc3339::option::deserialize(deserializer).map(Some)
+}
+
+impl From<UpdateTask> for domain::TaskChanges {
+    fn from(body: UpdateTask) -> Self {
+        Self {
+            project_id: body.project_id,
+            title: body.title.map(|title| title.trim().to_owned()),
+            status: body.status.map(Into::into),
+            due_at: body.due_at,
+        }
+    }
+}
+
+/// Sort orders; a leading `-` sorts descending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub enum TaskOrder {
+    #[serde(rename = "title")]
+    Title,
+    #[serde(rename = "-title")]
+    TitleDesc,
+    #[serde(rename = "created_at")]
+    CreatedAt,
+    #[default]
+    #[serde(rename = "-created_at")]
+    CreatedAtDesc,
+}
+
+impl TaskOrder {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Title => "title",
+            Self::TitleDesc => "-title",
+            Self::CreatedAt => "created_at",
+            Self::CreatedAtDesc => "-created_at",
+        }
+    }
+
+    fn split(self) -> (TaskSort, Direction) {
+        match self {
+            Self::Title => (TaskSort::Title, Direction::Asc),
+            Self::TitleDesc => (TaskSort::Title, Direction::Desc),
+            Self::CreatedAt => (TaskSort::CreatedAt, Direction::Asc),
+            Self::CreatedAtDesc => (TaskSort::CreatedAt, Direction::Desc),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListTasks {
+    /// Only tasks of this project.
+    pub project_id: Option<Uuid>,
+    /// Only tasks with this status.
+    #[param(inline)]
+    pub status: Option<TaskStatus>,
+    /// Items per page, 1 to 100; values outside are clamped. Defaults to 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Defaults to `-created_at` (newest first).
+    #[param(inline)]
+    #[serde(default)]
+    pub sort: TaskOrder,
+}
+
+impl ListTasks {
+    fn into_domain(self) -> Result<domain::TaskQuery, ApiError> {
+        let (sort, direction) = self.sort.split();
+        // A cursor carries only a position, so it is also bound to the filters by the client
+        // repeating them; changing filters mid-walk simply continues from that position.
+        let after = self
+            .cursor
+            .map(|token| pagination::decode(&token, self.sort.as_str(), sort.kind()))
+            .transpose()?;
+        Ok(domain::TaskQuery {
+            project_id: self.project_id,
+            status: self.status.map(Into::into),
+            sort,
+            direction,
+            after,
+            size: PageSize::clamped(self.limit),
+        })
+    }
+}
+
+const NOT_FOUND: &str = "task not found";
+
+/// List tasks
+#[utoipa::path(get, path = "/tasks", tag = "tasks", operation_id = "listTasks",
+    params(ListTasks),
+    responses(
+        (status = 200, description = "A page of tasks", body = Page<Task>),
+        (status = 400, description = "Invalid query parameters or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_tasks(
+    State(state): State<AppState>,
+    Query(query): Query<ListTasks>,
+) -> Result<Json<Page<Task>>, ApiError> {
+    let order = query.sort;
+    let query = query.into_domain()?;
+    let mut conn = state.db.acquire().await?;
+    let page = db::tasks::list(&mut conn, &query).await?;
+    Ok(Json(Page::from_domain(page, order.as_str(), Task::from)))
+}
+
+/// Create a task
+#[utoipa::path(post, path = "/tasks", tag = "tasks", operation_id = "createTask",
+    request_body = CreateTask,
+    responses(
+        (status = 201, description = "Created", body = Task,
+            headers(("Location" = String, description = "URL of the new task"), ("ETag" = String, description = "Its version"))),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or the project does not exist", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_task(
+    State(state): State<AppState>,
+    Valid(body): Valid<CreateTask>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let task = db::tasks::insert(&mut conn, &body.into()).await?;
+    let location = format!("/api/v1/tasks/{}", task.id);
+    Ok((
+        StatusCode::CREATED,
+        etag(task.version),
+        [(header::LOCATION, location)],
+        Json(Task::from(task)),
+    ))
+}
+
+/// Get a task
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks", operation_id = "getTask",
+    params(("id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "Its version"))),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_task(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<impl IntoResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let task = db::tasks::find(&mut conn, id)
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    Ok((etag(task.version), Json(Task::from(task))))
+}
+
+/// Update a task
+///
+/// Needs `If-Match` with the `ETag` of the version being changed, so concurrent edits are
+/// detected instead of lost.
+#[utoipa::path(patch, path = "/tasks/{id}", tag = "tasks", operation_id = "updateTask",
+    params(
+        ("id" = Uuid, Path, description = "Task id"),
+        ("If-Match" = String, Header, description = "ETag of the version being changed, or `*`"),
+    ),
+    request_body = UpdateTask,
+    responses(
+        (status = 200, description = "The updated task", body = Task, headers(("ETag" = String, description = "Its new version"))),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The task changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or the project does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_task(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+    Valid(body): Valid<UpdateTask>,
+) -> Result<impl IntoResponse, ApiError> {
+    let expected = if_match.required()?;
+    let mut conn = state.db.acquire().await?;
+    match db::tasks::update(&mut conn, id, expected, &body.into()).await? {
+        Versioned::Applied(task) => Ok((etag(task.version), Json(Task::from(task)))),
+        Versioned::NotFound => Err(ApiError::NotFound(NOT_FOUND)),
+        Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current }),
+    }
+}
+
+/// Delete a task
+#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", operation_id = "deleteTask",
+    params(
+        ("id" = Uuid, Path, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "When given, delete only if this is still the current version"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The task changed since it was read", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_task(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    match db::tasks::delete(&mut conn, id, if_match.expected()).await? {
+        Versioned::Applied(()) => Ok(StatusCode::NO_CONTENT),
+        Versioned::NotFound => Err(ApiError::NotFound(NOT_FOUND)),
+        Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current }),
+    }
+}

@@ -1,0 +1,54 @@
+//! Field rules and helpers shared by request bodies; the rules plug into `validator` through
+//! `#[validate(custom(function = ...))]`.
+
+use serde::{Deserialize, Deserializer};
+use validator::ValidationError;
+
+/// A name or title: not blank, and one line without control characters.
+pub fn single_line(value: &str) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::new("blank").with_message("must not be blank".into()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(
+            ValidationError::new("single_line").with_message("must be one line without control characters".into())
+        );
+    }
+    Ok(())
+}
+
+/// For `Option<Option<T>>` fields with `#[serde(default)]`: an absent field stays `None`,
+/// while `null` becomes `Some(None)`, so a partial update can clear a value.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_and_multi_line_values_are_refused() {
+        let code = |value| single_line(value).err().map(|err| err.code);
+        assert_eq!(code("Website relaunch"), None);
+        assert_eq!(code("   ").as_deref(), Some("blank"));
+        assert_eq!(code("two\nlines").as_deref(), Some("single_line"));
+    }
+
+    #[test]
+    fn null_and_absent_are_told_apart() {
+        #[derive(Deserialize)]
+        struct Patch {
+            #[serde(default, deserialize_with = "present")]
+            note: Option<Option<String>>,
+        }
+        let parse = |json: &str| serde_json::from_str::<Patch>(json).map(|patch| patch.note).ok();
+        assert_eq!(parse("{}"), Some(None));
+        assert_eq!(parse(r#"{"note":null}"#), Some(Some(None)));
+        assert_eq!(parse(r#"{"note":"x"}"#), Some(Some(Some("x".to_owned()))));
+    }
+}

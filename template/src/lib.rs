@@ -1,0 +1,14 @@
+//! The service as a library: `main.rs` only calls [`cli::main`], and tests build the router
+//! with [`app`] around an [`AppState`] of their own.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+mod state;
+pub mod telemetry;
+
+pub use http::app;
+pub use state::{AppState, Lifecycle};

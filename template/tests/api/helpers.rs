@@ -1,0 +1,176 @@
+//! `TestApp`: the real service (router, middleware, hyper server) on a free port, backed by
+//! its own database, plus a client and shortcuts for the requests tests make.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+use service::config::{Config, DatabaseConfig, Environment, LogConfig, ServerConfig};
+use service::db::Database;
+use service::http::server;
+use service::{AppState, http};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::database::TestDatabase;
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub database: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// Settings for tests: the defaults, bound to loopback.
+pub fn test_config(database_url: &str) -> Config {
+    Config {
+        environment: Environment::Development,
+        server: ServerConfig {
+            host: [127, 0, 0, 1].into(),
+            ..ServerConfig::default()
+        },
+        database: DatabaseConfig {
+            url: Some(database_url.into()),
+            ..DatabaseConfig::default()
+        },
+        log: LogConfig::default(),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}, Router::new()).await
+    }
+
+    /// Spawns the service with adjusted settings and extra routes, which run through the
+    /// same middleware as the real ones (for probing timeouts, panics and limits).
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config), extra_routes: Router<AppState>) -> Self {
+        let database = TestDatabase::migrated().await;
+        let mut config = test_config(&database.url);
+        configure(&mut config);
+        let db = Database::connect(&config.database).expect("valid database settings");
+        let state = AppState::new(config, db);
+        let router = http::with_middleware(http::routes().merge(extra_routes), &state).with_state(state.clone());
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+        let address = listener.local_addr().expect("local address");
+        let (shutdown, shutdown_signal) = oneshot::channel::<()>();
+        let server_config = state.config.server.clone();
+        let lifecycle = state.lifecycle.clone();
+        let server = tokio::spawn(async move {
+            let signal = async move {
+                let _ = shutdown_signal.await;
+                lifecycle.start_draining();
+            };
+            server::serve(listener, router, &server_config, signal).await;
+        });
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client");
+        Self {
+            address,
+            client,
+            state,
+            database,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.expect("request failed")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    #[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
+    pub async fn patch(&self, path: &str, if_match: Option<&str>, body: &Value) -> Response {
+        let mut request = self.request(Method::PATCH, path).json(body);
+        if let Some(etag) = if_match {
+            request = request.header("if-match", etag);
+        }
+        request.send().await.expect("request failed")
+    }
+
+    #[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
+    pub async fn delete(&self, path: &str, if_match: Option<&str>) -> Response {
+        let mut request = self.request(Method::DELETE, path);
+        if let Some(etag) = if_match {
+            request = request.header("if-match", etag);
+        }
+        request.send().await.expect("request failed")
+    }
+
+    /// Starts a graceful shutdown and waits for the server loop to finish draining.
+    pub async fn shut_down(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task panicked");
+        }
+    }
+
+    /// Sends the shutdown signal without waiting for the drain.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.server.take().expect("server already shut down")
+    }
+}
+
+/// Reads a response as JSON, with the status and body in the panic message when it is not.
+pub async fn json(response: Response) -> Value {
+    let status = response.status();
+    let text = response.text().await.expect("response body");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("status {status}: body is not JSON ({err}): {text}"))
+}
+
+/// Asserts an RFC 9457 problem response with `status` and returns its body.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    let body = json(response).await;
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["type"], "about:blank", "{body}");
+    assert!(body["title"].as_str().is_some_and(|title| !title.is_empty()), "{body}");
+    body
+}
+
+/// Sends raw bytes on a new connection and returns everything the server writes until it
+/// closes the connection (or five seconds pass).
+pub async fn raw_exchange(address: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    String::from_utf8_lossy(&received).into_owned()
+}

@@ -1,0 +1,18 @@
+//! The integration tests: one binary, so the crate links once; each test runs against its own
+//! freshly migrated database and a real server on a free port.
+
+mod database;
+mod docs;
+mod health;
+mod helpers;
+mod http_stack;
+mod metrics;
+mod migrations;
+mod process;
+{%- if example %}
+mod projects;
+{%- endif %}
+mod server;
+{%- if example %}
+mod tasks;
+{%- endif %}

@@ -1,0 +1,185 @@
+//! The compiled binary: configuration errors, the `migrate` subcommands, JSON logs with request
+//! ids, and a clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::database::TestDatabase;
+
+const BINARY: &str = env!(concat!("CARGO_BIN_EXE_", env!("CARGO_PKG_NAME")));
+
+/// The binary with a clean environment, run from an empty directory so no `.env` is found.
+fn binary(args: &[&str]) -> Command {
+    let dir = std::env::temp_dir().join(format!("process-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command
+}
+
+fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[test]
+fn a_missing_database_url_is_one_clear_line() {
+    let output = binary(&["serve"]).output().expect("run");
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: DATABASE_URL is not set"), "{stderr}");
+}
+
+#[test]
+fn a_bad_port_names_the_setting() {
+    let output = binary(&["serve"])
+        .env("DATABASE_URL", "postgres://localhost/x")
+        .env("APP_SERVER__PORT", "eighty")
+        .output()
+        .expect("run");
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("SERVER.PORT") && stderr.contains("APP_"), "{stderr}");
+}
+
+#[test]
+fn a_bad_flag_is_refused_with_usage() {
+    let output = binary(&["migrate", "sideways"]).output().expect("run");
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("Usage"), "{}", stderr_of(&output));
+}
+
+#[tokio::test]
+async fn migrate_subcommands_apply_report_and_revert() {
+    let database = TestDatabase::empty().await;
+    let migrate = |args: &[&str]| {
+        let mut all = vec!["migrate"];
+        all.extend_from_slice(args);
+        let output = binary(&all).env("DATABASE_URL", &database.url).output().expect("run");
+        assert!(output.status.success(), "migrate {args:?}: {}", stderr_of(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let pending = migrate(&["status"]);
+    assert!(pending.lines().all(|line| line.starts_with("pending")), "{pending}");
+    migrate(&["run"]);
+    let applied = migrate(&["status"]);
+    assert!(applied.lines().all(|line| line.starts_with("applied")), "{applied}");
+    assert_eq!(migrate(&["run"]).trim(), "no pending migrations");
+    migrate(&["revert", "--all"]);
+    assert_eq!(migrate(&["status"]), pending);
+}
+
+#[test]
+fn migrating_an_unreachable_database_says_what_to_check() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/nowhere", free_port());
+    let output = binary(&["migrate", "run"])
+        .env("DATABASE_URL", &url)
+        .env("APP_DATABASE__ACQUIRE_TIMEOUT_MS", "500")
+        .output()
+        .expect("run");
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("cannot reach the database"), "{stderr}");
+}
+
+/// Starts `serve` with JSON logs; stdout is piped for the test to read.
+fn serve(database: &TestDatabase, port: u16) -> Child {
+    binary(&["serve"])
+        .env("DATABASE_URL", &database.url)
+        .env("APP_CONFIG_DIR", config_dir())
+        .env("APP_SERVER__HOST", "127.0.0.1")
+        .env("APP_SERVER__PORT", port.to_string())
+        .env("APP_LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the service")
+}
+
+async fn wait_until_live(port: u16) {
+    let started = Instant::now();
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/health/live")).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the service did not come up on port {port}");
+}
+
+#[tokio::test]
+async fn serve_logs_json_with_request_ids_and_exits_cleanly_on_sigterm() {
+    let database = TestDatabase::migrated().await;
+    let port = free_port();
+    let child = serve(&database, port);
+    wait_until_live(port).await;
+
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/health/ready"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(terminated.success());
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let lines: Vec<serde_json::Value> = BufReader::new(status.stdout.as_slice())
+        .lines()
+        .map(|line| serde_json::from_str(&line.expect("utf-8")).expect("every log line is JSON"))
+        .collect();
+    let finished = lines
+        .iter()
+        .find(|line| line["message"] == "request finished" && line["span"]["request_id"] == "trace-me-42")
+        .unwrap_or_else(|| panic!("no request log with the request id: {lines:#?}"));
+    assert_eq!(finished["span"]["route"], "/health/ready");
+    assert_eq!(finished["span"]["method"], "GET");
+    assert_eq!(finished["status"], 200);
+    assert!(finished["latency_ms"].as_f64().is_some());
+    assert!(lines.iter().any(|line| line["message"] == "received SIGTERM"));
+    assert!(lines.iter().any(|line| line["message"] == "stopped"));
+    let all = String::from_utf8_lossy(&status.stdout);
+    assert!(!all.contains(&database.url), "the database URL must never be logged");
+}

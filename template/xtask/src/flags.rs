@@ -1,0 +1,82 @@
+//! The command line of `cargo xtask`.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Development workflows of this service")]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Development database and migrations.
+    #[command(subcommand)]
+    Db(Db),
+    /// Start the database, migrate, and run the service.
+    Dev(Dev),
+    /// Write openapi.json, or check that it is current.
+    Openapi(Openapi),
+    /// Everything CI checks: formatting, lints, tests, generated files.
+    Ci,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Db {
+    /// Start a development PostgreSQL (compose when a container engine runs, otherwise the
+    /// local PostgreSQL binaries) and write DATABASE_URL to .env.
+    Up(DbUp),
+    /// Stop the development PostgreSQL.
+    Down,
+    /// Apply pending migrations (creates the database when missing).
+    Migrate,
+    /// Revert the latest migrations.
+    Revert {
+        /// How many to revert.
+        #[arg(default_value_t = 1, conflicts_with = "all")]
+        steps: usize,
+        /// Revert every applied migration.
+        #[arg(long)]
+        all: bool,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+    /// Create an empty reversible migration.
+    New {
+        /// Lowercase words joined by underscores, e.g. add_user_email.
+        name: String,
+    },
+    /// Revert every migration, then apply them all again.
+    Reset,
+}
+
+#[derive(Debug, Args)]
+pub struct DbUp {
+    /// Host port for PostgreSQL.
+    #[arg(long, default_value_t = 55432)]
+    pub port: u16,
+    /// Where to run it; by default compose if a container engine answers, else local binaries.
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Docker,
+    Podman,
+    Local,
+}
+
+#[derive(Debug, Args)]
+pub struct Dev {
+    #[command(flatten)]
+    pub db: DbUp,
+}
+
+#[derive(Debug, Args)]
+pub struct Openapi {
+    /// Fail if openapi.json differs from what the code produces, instead of writing it.
+    #[arg(long)]
+    pub check: bool,
+}

@@ -1,0 +1,30 @@
+//! `cargo xtask`: the workflows of this service in one place (database, dev loop, OpenAPI,
+//! CI). This file only parses the command line and dispatches; each command is its module.
+
+mod ci;
+mod db;
+mod dev;
+mod flags;
+mod openapi;
+mod project;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::parse();
+    let result = match flags.command {
+        flags::Command::Db(command) => db::run(command),
+        flags::Command::Dev(dev) => dev::run(&dev),
+        flags::Command::Openapi(openapi) => openapi::run(&openapi),
+        flags::Command::Ci => ci::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `cargo xtask demo`: generate the default service into `target/demo`, give it a PostgreSQL
+//! of its own, migrate, serve, and print where to look. Ctrl-C stops the service and the
+//! database; nothing is left running.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::flags::Demo;
+use crate::generate::{self, repo_root, shared_target_dir};
+
+const NAME: &str = "demo-service";
+
+pub fn run(demo: &Demo) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    sh.set_var("RUST_BACKTRACE", "0");
+    generate::ensure_cargo_generate(&sh)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    // The service and PostgreSQL get Ctrl-C too (same process group); this process only
+    // needs to outlive them to clean up.
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
+
+    let dest = repo_root().join("target").join("demo");
+    let project = dest.join(NAME);
+    if project.exists() {
+        // A previous demo may have left its database running after a crash.
+        {
+            let _dir = sh.push_dir(&project);
+            let _ = cmd!(sh, "cargo xtask db down")
+                .quiet()
+                .ignore_status()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run();
+        }
+        std::fs::remove_dir_all(&project)?;
+    }
+    println!("generating {NAME} into {}", project.display());
+    let port = demo.port.to_string();
+    generate::generate_ok(&sh, NAME, &[("http_port".to_owned(), port)], &dest)?;
+
+    let _dir = sh.push_dir(&project);
+    let _target = sh.push_env("CARGO_TARGET_DIR", shared_target_dir());
+    println!("building and starting PostgreSQL (the first build compiles every dependency and takes a few minutes)");
+    cmd!(sh, "cargo build --quiet").run()?;
+    cmd!(sh, "cargo xtask db up").run()?;
+    let result = serve(&sh, demo.port, &interrupted);
+    cmd!(sh, "cargo xtask db down").run()?;
+    result
+}
+
+fn serve(sh: &Shell, port: u16, interrupted: &AtomicBool) -> anyhow::Result<()> {
+    cmd!(sh, "cargo xtask db migrate").run()?;
+    let mut service = Command::new("cargo")
+        .args(["run", "--quiet", "--", "serve"])
+        .current_dir(sh.current_dir())
+        .env("CARGO_TARGET_DIR", shared_target_dir())
+        .spawn()
+        .context("cannot start the service")?;
+    let base = format!("http://127.0.0.1:{port}");
+    if let Err(err) = wait_until_ready(port, &mut service, interrupted) {
+        let _ = service.kill();
+        return Err(err);
+    }
+    print_guide(&base);
+    while !interrupted.load(Ordering::SeqCst) {
+        if let Some(status) = service.try_wait()? {
+            bail!("the service exited on its own ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("\nstopping");
+    // The service received the same Ctrl-C and drains before it exits.
+    let status = service.wait()?;
+    println!("service stopped ({status})");
+    Ok(())
+}
+
+fn wait_until_ready(port: u16, service: &mut Child, interrupted: &AtomicBool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_mins(2) && !interrupted.load(Ordering::SeqCst) {
+        if let Some(status) = service.try_wait()? {
+            bail!("the service exited before it was ready ({status})");
+        }
+        if is_ready(port) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    bail!("the service did not become ready on port {port}")
+}
+
+/// `GET /health/ready` answered 200, by hand so the demo needs no HTTP client.
+fn is_ready(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /health/ready HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
+    let mut status = [0_u8; 12];
+    stream.write_all(request.as_bytes()).is_ok() && stream.read_exact(&mut status).is_ok() && status.ends_with(b"200")
+}
+
+fn print_guide(base: &str) {
+    println!(
+        r#"
+{NAME} is running.
+
+  API        {base}/api/v1/projects
+  Swagger UI {base}/docs
+  OpenAPI    {base}/openapi.json
+  Metrics    {base}/metrics
+  Health     {base}/health/live  {base}/health/ready
+
+Try it:
+
+  curl -si {base}/api/v1/projects -H 'content-type: application/json' -d '{{"name":"Website relaunch"}}'
+  curl -s '{base}/api/v1/projects?sort=name&limit=10'
+  curl -si -X PATCH {base}/api/v1/projects/<id> -H 'if-match: "1"' -H 'content-type: application/json' -d '{{"description":"Q3"}}'
+  curl -si {base}/api/v1/tasks -H 'content-type: application/json' -d '{{"project_id":"<id>","title":"Draft the landing page"}}'
+  curl -s '{base}/api/v1/tasks?project_id=<id>&status=todo'
+
+Press Ctrl-C to stop the service and its database."#
+    );
+}

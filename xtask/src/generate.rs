@@ -1,0 +1,127 @@
+//! Running cargo-generate on this repository: the pinned version is installed when missing, and
+//! the template is staged outside the repository first, because cargo-generate copies the whole
+//! source directory (`target/` included) before it renders anything.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+/// The cargo-generate release this template is tested with.
+pub const CARGO_GENERATE_VERSION: &str = "0.23.5";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository")
+        .to_path_buf()
+}
+
+/// Where generated services build: one target directory shared by all of them, outside the
+/// repository, so dependencies compile once for every case and demo.
+pub fn shared_target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TEMPLATE_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("HOME").map_or_else(std::env::temp_dir, |home| PathBuf::from(home).join(".cache"));
+    cache.join("rust-service-template").join("target")
+}
+
+/// A scratch directory outside the repository, emptied first.
+pub fn scratch_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join("rust-service-template").join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Makes sure `cargo generate` runs, installing the pinned version when it is missing.
+pub fn ensure_cargo_generate(sh: &Shell) -> anyhow::Result<()> {
+    if let Ok(version) = cmd!(sh, "cargo generate --version").quiet().ignore_stderr().read() {
+        if !version.contains(CARGO_GENERATE_VERSION) {
+            eprintln!("note: using {version}; the template is tested with cargo-generate {CARGO_GENERATE_VERSION}");
+        }
+        return Ok(());
+    }
+    eprintln!("installing cargo-generate {CARGO_GENERATE_VERSION} (once; takes a few minutes)");
+    cmd!(sh, "cargo install cargo-generate@{CARGO_GENERATE_VERSION} --locked")
+        .run()
+        .context("cannot install cargo-generate; install it yourself with `cargo install cargo-generate --locked`")?;
+    Ok(())
+}
+
+/// Copies what cargo-generate needs (its configuration, the hooks and the template) to a
+/// fresh directory and returns it.
+pub fn stage(sh: &Shell) -> anyhow::Result<PathBuf> {
+    let stage = scratch_dir("stage")?;
+    let root = repo_root();
+    for entry in ["cargo-generate.toml", "hooks", "template"] {
+        cmd!(sh, "cp -R {root}/{entry} {stage}/").quiet().run()?;
+    }
+    Ok(stage)
+}
+
+/// The outcome of one cargo-generate run.
+pub struct Generated {
+    pub success: bool,
+    pub output: String,
+    pub dir: PathBuf,
+}
+
+/// Generates `name` into `dest/name` with `defines` and no prompts.
+pub fn generate(sh: &Shell, name: &str, defines: &[(String, String)], dest: &Path) -> anyhow::Result<Generated> {
+    let stage = stage(sh)?;
+    let defines: Vec<String> = defines
+        .iter()
+        .flat_map(|(key, value)| ["-d".to_owned(), format!("{key}={value}")])
+        .collect();
+    std::fs::create_dir_all(dest)?;
+    let before = entries(dest);
+    // cargo-generate wants a user name even when the template does not use it.
+    let user = std::env::var("USER").unwrap_or_else(|_| "developer".to_owned());
+    let output = cmd!(
+        sh,
+        "cargo generate --path {stage} template --name {name} --silent --vcs none --destination {dest} {defines...}"
+    )
+    .env("USER", user)
+    .ignore_status()
+    .quiet()
+    .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if !output.status.success() {
+        // cargo-generate creates the directory before its hooks refuse the input; leave no
+        // empty directory behind.
+        for entry in entries(dest).difference(&before) {
+            let _ = std::fs::remove_dir(dest.join(entry));
+        }
+    }
+    Ok(Generated {
+        success: output.status.success(),
+        output: text,
+        dir: dest.join(name),
+    })
+}
+
+fn entries(dir: &Path) -> BTreeSet<OsString> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|entry| entry.file_name()).collect())
+        .unwrap_or_default()
+}
+
+/// Like [`generate`], but a failure is an error carrying cargo-generate's output.
+pub fn generate_ok(sh: &Shell, name: &str, defines: &[(String, String)], dest: &Path) -> anyhow::Result<PathBuf> {
+    let generated = generate(sh, name, defines, dest)?;
+    if !generated.success {
+        bail!("cargo generate failed:\n{}", generated.output.trim());
+    }
+    Ok(generated.dir)
+}

@@ -1,0 +1,31 @@
+//! `cargo xtask` for the template repository: generate a service, run a demo of one, and test
+//! every option set. This file parses and dispatches; each command is its own module.
+
+mod demo;
+mod flags;
+mod generate;
+mod new;
+mod postgres;
+mod snapshots;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::parse();
+    let result = match flags.command {
+        flags::Command::New(new) => new::run(&new),
+        flags::Command::Demo(demo) => demo::run(&demo),
+        flags::Command::Test(test) => test::run(&test),
+        flags::Command::Snapshots => snapshots::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

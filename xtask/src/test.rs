@@ -1,0 +1,345 @@
+//! `cargo xtask test`: checks of the generator itself (bad input refused, no Liquid left
+//! behind, no placeholder undefined), then every option set in `xtask/cases`: generated out of
+//! tree and checked by the generated service's own `cargo xtask ci` against real PostgreSQL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde::Deserialize;
+use xshell::{Shell, cmd};
+
+use crate::flags::Test;
+use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
+use crate::new::failure_reason;
+use crate::postgres::Postgres;
+
+/// One option set: the service name to generate and the template values to pass.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// What the case covers.
+    pub about: String,
+    pub name: String,
+    #[serde(default)]
+    pub values: BTreeMap<String, toml::Value>,
+}
+
+impl Case {
+    /// The values as cargo-generate `-d key=value` pairs.
+    pub fn defines(&self) -> Vec<(String, String)> {
+        self.values
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    toml::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                (key.clone(), value)
+            })
+            .collect()
+    }
+}
+
+pub fn run(flags: &Test) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    // Backtraces from the tools under test only bury their error messages.
+    sh.set_var("RUST_BACKTRACE", "0");
+    generate::ensure_cargo_generate(&sh)?;
+    let cases = load_cases(&flags.cases)?;
+    let started = Instant::now();
+
+    section("generator checks");
+    check_placeholders_are_defined()?;
+    check_bad_input_is_refused(&sh)?;
+
+    let external = std::env::var("TEMPLATE_TEST_DATABASE_URL").ok();
+    let server = match &external {
+        Some(_) => None,
+        None => Some(Postgres::start(&sh)?),
+    };
+    let database_url = external
+        .as_deref()
+        .or(server.as_ref().map(|server| server.url.as_str()))
+        .unwrap_or_default();
+
+    let mut timings = Vec::new();
+    for (id, case) in &cases {
+        section(&format!("case {id}: {}", case.about));
+        let case_started = Instant::now();
+        run_case(&sh, id, case, database_url).with_context(|| format!("case {id} failed"))?;
+        timings.push((id.clone(), case_started.elapsed()));
+    }
+
+    section("summary");
+    for (id, elapsed) in &timings {
+        println!("{id:>12}  {}", seconds(*elapsed));
+    }
+    println!("{:>12}  {}", "total", seconds(started.elapsed()));
+    println!("all {} case(s) passed", timings.len());
+    Ok(())
+}
+
+fn section(title: &str) {
+    println!("\n==== {title}");
+}
+
+fn seconds(elapsed: Duration) -> String {
+    format!("{:.0}s", elapsed.as_secs_f64())
+}
+
+/// Reads `xtask/cases/*.toml`, all of them or the ones named.
+pub fn load_cases(only: &[String]) -> anyhow::Result<BTreeMap<String, Case>> {
+    let dir = repo_root().join("xtask").join("cases");
+    let mut cases = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(id) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if path.extension().is_some_and(|extension| extension == "toml") {
+            let text = std::fs::read_to_string(&path)?;
+            let case: Case = toml::from_str(&text).with_context(|| format!("invalid case file {}", path.display()))?;
+            cases.insert(id, case);
+        }
+    }
+    for id in only {
+        ensure!(
+            cases.contains_key(id),
+            "no case {id:?}; the cases are: {}",
+            names(&cases)
+        );
+    }
+    if !only.is_empty() {
+        cases.retain(|id, _| only.contains(id));
+    }
+    ensure!(!cases.is_empty(), "no cases in {}", dir.display());
+    Ok(cases)
+}
+
+fn names(cases: &BTreeMap<String, Case>) -> String {
+    cases.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn run_case(sh: &Shell, id: &str, case: &Case, database_url: &str) -> anyhow::Result<()> {
+    let dest = scratch_dir(&format!("cases/{id}"))?;
+    let project = generate::generate_ok(sh, &case.name, &case.defines(), &dest)?;
+    check_rendered(&project, case)?;
+    println!("generated {} and found no leftover template syntax", project.display());
+
+    let _dir = sh.push_dir(&project);
+    let _target = sh.push_env("CARGO_TARGET_DIR", shared_target_dir());
+    let _database = sh.push_env("DATABASE_URL", database_url);
+    cmd!(sh, "cargo xtask ci").run()?;
+    Ok(())
+}
+
+/// The generated files carry the values asked for and no Liquid syntax.
+fn check_rendered(project: &Path, case: &Case) -> anyhow::Result<()> {
+    let mut leftovers = Vec::new();
+    for file in files(project)? {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        // `${{ }}` is GitHub Actions syntax, not Liquid.
+        if text.replace("${{", "").contains("{{") || text.contains("{%") {
+            leftovers.push(file.strip_prefix(project).unwrap_or(&file).display().to_string());
+        }
+    }
+    ensure!(
+        leftovers.is_empty(),
+        "template syntax left in: {}",
+        leftovers.join(", ")
+    );
+
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml"))?;
+    ensure!(
+        manifest.contains(&format!("name = \"{}\"", case.name)),
+        "Cargo.toml does not carry the project name"
+    );
+    if let Some(toml::Value::String(description)) = case.values.get("description") {
+        ensure!(
+            manifest.contains(&format!("description = \"{description}\"")),
+            "Cargo.toml lacks the description"
+        );
+    }
+    if let Some(toml::Value::String(port)) = case.values.get("http_port") {
+        let config = std::fs::read_to_string(project.join("config").join("production.toml"))?;
+        ensure!(
+            config.contains(&format!("port = {port}")),
+            "config/production.toml lacks port {port}"
+        );
+    }
+    Ok(())
+}
+
+/// Every file below `dir`, skipping build output.
+fn files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                if entry.file_name() != "target" && entry.file_name() != ".git" {
+                    pending.push(path);
+                }
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// cargo-generate renders an undefined variable as an empty string without a word, so every
+/// variable the template uses must be a placeholder, a built-in or set by a hook.
+fn check_placeholders_are_defined() -> anyhow::Result<()> {
+    let root = repo_root();
+    let config: toml::Table = toml::from_str(&std::fs::read_to_string(root.join("cargo-generate.toml"))?)?;
+    let mut defined: BTreeSet<String> = config
+        .get("placeholders")
+        .and_then(toml::Value::as_table)
+        .map(|table| table.keys().cloned().collect())
+        .unwrap_or_default();
+    defined.extend(
+        [
+            "project-name",
+            "crate_name",
+            "crate_type",
+            "authors",
+            "username",
+            "os-arch",
+        ]
+        .map(str::to_owned),
+    );
+    for hook in files(&root.join("hooks"))? {
+        let text = std::fs::read_to_string(&hook)?;
+        defined.extend(
+            text.split("variable::set(\"")
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next())
+                .map(str::to_owned),
+        );
+    }
+    let mut undefined = BTreeSet::new();
+    for file in files(&root.join("template"))? {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for variable in liquid_variables(&text) {
+            if !defined.contains(&variable) {
+                undefined.insert(format!(
+                    "{variable} (in {})",
+                    file.strip_prefix(&root).unwrap_or(&file).display()
+                ));
+            }
+        }
+    }
+    ensure!(
+        undefined.is_empty(),
+        "template variables with no definition: {}",
+        undefined.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "every template variable is defined ({})",
+        defined.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
+
+/// The variables a text uses in `{{ var }}` outputs and `{% if var %}` tags.
+fn liquid_variables(text: &str) -> Vec<String> {
+    let identifier = |rest: &str| -> String {
+        rest.trim_start_matches(['-', ' '])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_owned()
+    };
+    let mut variables = Vec::new();
+    // `${{ }}` is GitHub Actions syntax, not Liquid.
+    let text = text.replace("${{", "");
+    for output in text.split("{{").skip(1) {
+        variables.push(identifier(output));
+    }
+    for tag in text.split("{%").skip(1) {
+        let tag = tag.trim_start_matches(['-', ' ']);
+        for keyword in ["if ", "elsif ", "unless "] {
+            if let Some(rest) = tag.strip_prefix(keyword) {
+                variables.push(identifier(rest));
+            }
+        }
+    }
+    variables.retain(|variable| !variable.is_empty());
+    variables
+}
+
+/// A project name, template values, and what the refusal must say.
+type Refusal<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+/// Invalid names and values stop generation with a message that says what is allowed.
+fn check_bad_input_is_refused(sh: &Shell) -> anyhow::Result<()> {
+    let dest = scratch_dir("refused")?;
+    let bad: [Refusal; 7] = [
+        (
+            "my_service",
+            &[],
+            "invalid project name \"my_service\": use 2 to 40 lowercase letters",
+        ),
+        ("9lives", &[], "invalid project name \"9lives\""),
+        ("xtask", &[], "invalid project name \"xtask\""),
+        (
+            "a-very-long-service-name-that-goes-on-and-on",
+            &[],
+            "use 2 to 40 lowercase letters",
+        ),
+        (
+            "ok-name",
+            &[("http_port", "80")],
+            "invalid http_port \"80\": use a number from 1024 to 65535",
+        ),
+        ("ok-name", &[("http_port", "eighty")], "invalid http_port \"eighty\""),
+        (
+            "ok-name",
+            &[("description", "say \"hi\"")],
+            "use plain text without quotes",
+        ),
+    ];
+    for (name, values, expected) in bad {
+        let defines: Vec<(String, String)> = values.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let generated = generate::generate(sh, name, &defines, &dest)?;
+        let reason = failure_reason(&generated);
+        if generated.success || !reason.contains(expected) {
+            bail!(
+                "generating {name:?} with {values:?} should fail saying {expected:?}; got:\n{}",
+                generated.output
+            );
+        }
+        println!("refused {name:?} {values:?}: {reason}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&dest)?
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    ensure!(left.is_empty(), "refused generations left {left:?} behind");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liquid_variables_are_found_in_outputs_and_conditions() {
+        let text = r#"name = "{{project-name}}" {{ description | upcase }} {%- if example %}x{% endif %}{% if auth == "issuer" %} ${{ github.ref }}"#;
+        assert_eq!(
+            liquid_variables(text),
+            ["project-name", "description", "example", "auth"]
+        );
+    }
+}
