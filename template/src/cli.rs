@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -62,10 +63,27 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. sqlx repeats a cause inside its own message, so a
+/// cause already contained in the line is left out.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -124,7 +142,19 @@ async fn run_migrate(command: MigrateCommand, config: &Config) -> anyhow::Result
     let context = "cannot reach the database; is DATABASE_URL right and PostgreSQL running? (cargo xtask db up)";
     match command {
         MigrateCommand::Run => {
-            let before = migrate::status(pool).await.context(context)?;
+            let before = match migrate::status(pool).await {
+                // A development convenience: production databases are provisioned, and there
+                // the database exists, so this never runs.
+                Err(err) if migrate::is_missing_database(&err) => {
+                    let url = config.database.url.as_ref().context("DATABASE_URL is not set")?;
+                    migrate::create_database(url.expose_secret())
+                        .await
+                        .context("the database does not exist and cannot be created")?;
+                    println!("created the database");
+                    migrate::status(pool).await.context(context)?
+                }
+                other => other.context(context)?,
+            };
             migrate::run(pool)
                 .await
                 .context("migration failed and was rolled back")?;
@@ -155,4 +185,21 @@ async fn run_migrate(command: MigrateCommand, config: &Config) -> anyhow::Result
     }
     db.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_joined_on_one_line_without_repeats() {
+        let err = anyhow::anyhow!("database \"x\" does not exist")
+            .context("while executing migrations: database \"x\" does not exist")
+            .context("cannot reach the database");
+
+        assert_eq!(
+            one_line(&err),
+            "cannot reach the database: while executing migrations: database \"x\" does not exist"
+        );
+    }
 }

@@ -130,9 +130,76 @@ fn run_case(sh: &Shell, id: &str, case: &Case, database_url: &str) -> anyhow::Re
 
     let _dir = sh.push_dir(&project);
     let _target = sh.push_env("CARGO_TARGET_DIR", shared_target_dir());
-    let _database = sh.push_env("DATABASE_URL", database_url);
-    cmd!(sh, "cargo xtask ci").run()?;
-    Ok(())
+    {
+        let _database = sh.push_env("DATABASE_URL", database_url);
+        cmd!(sh, "cargo xtask ci").run()?;
+    }
+    check_database_workflow(sh, &project)
+}
+
+/// The generated xtask's database commands, as a developer runs them: a local PostgreSQL of
+/// the project's own, migrations forwards and backwards, a new migration, and a bad flag.
+fn check_database_workflow(sh: &Shell, project: &Path) -> anyhow::Result<()> {
+    section("database workflow");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port()
+        .to_string();
+    cmd!(sh, "cargo xtask db up --backend local --port {port}").run()?;
+    let result = (|| -> anyhow::Result<()> {
+        let dotenv = std::fs::read_to_string(project.join(".env"))?;
+        ensure!(
+            dotenv.contains(&format!("127.0.0.1:{port}/")),
+            ".env lacks the database URL: {dotenv}"
+        );
+        cmd!(sh, "cargo xtask db migrate").run()?;
+        let status = cmd!(sh, "cargo xtask db status").read()?;
+        ensure!(!status.contains("pending"), "migrations left pending:\n{status}");
+        cmd!(sh, "cargo xtask db reset").run()?;
+        cmd!(sh, "cargo xtask db revert --all").run()?;
+        let status = cmd!(sh, "cargo xtask db status").read()?;
+        ensure!(
+            !status.contains("applied"),
+            "migrations still applied after revert --all:\n{status}"
+        );
+
+        let before = files(&project.join("migrations"))?;
+        cmd!(sh, "cargo xtask db new add_widgets").run()?;
+        let created: Vec<PathBuf> = files(&project.join("migrations"))?
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
+        // Names are `<timestamp>_add_widgets.{up,down}.sql`; the timestamp varies.
+        let suffixes: Vec<String> = created
+            .iter()
+            .map(|file| file.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .filter_map(|name| name.split_once('_').map(|(_, rest)| rest.to_owned()))
+            .collect();
+        ensure!(
+            suffixes == ["add_widgets.down.sql", "add_widgets.up.sql"],
+            "db new created {created:?}"
+        );
+        created.iter().try_for_each(std::fs::remove_file)?;
+
+        let refused = cmd!(sh, "cargo xtask db new Add-Widgets")
+            .ignore_status()
+            .quiet()
+            .output()?;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        ensure!(
+            !refused.status.success() && stderr.contains("invalid migration name"),
+            "bad name accepted: {stderr}"
+        );
+        let refused = cmd!(sh, "cargo xtask db sideways").ignore_status().quiet().output()?;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        ensure!(
+            refused.status.code() == Some(2) && stderr.contains("Usage"),
+            "bad flag accepted: {stderr}"
+        );
+        Ok(())
+    })();
+    cmd!(sh, "cargo xtask db down").run()?;
+    result
 }
 
 /// The generated files carry the values asked for and no Liquid syntax.

@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
-use sqlx::migrate::{Migrate, MigrateError, Migrator};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::migrate::{Migrate, MigrateDatabase, MigrateError, Migrator};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 
 /// Every migration in `migrations/`, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -69,6 +69,22 @@ pub async fn status(pool: &PgPool) -> Result<Vec<MigrationStatus>, MigrateError>
             .collect())
     })
     .await
+}
+
+/// Whether `err` says the database itself does not exist (SQLSTATE 3D000).
+pub fn is_missing_database(err: &MigrateError) -> bool {
+    let (MigrateError::Execute(err) | MigrateError::ExecuteMigration(err, _)) = err else {
+        return false;
+    };
+    err.as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .as_deref()
+        == Some("3D000")
+}
+
+/// Creates the database `url` names, connecting to the server's maintenance database.
+pub async fn create_database(url: &str) -> Result<(), sqlx::Error> {
+    Postgres::create_database(url).await
 }
 
 async fn with_connection<T>(

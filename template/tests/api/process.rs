@@ -92,6 +92,21 @@ async fn migrate_subcommands_apply_report_and_revert() {
     assert_eq!(migrate(&["status"]), pending);
 }
 
+#[tokio::test]
+async fn migrate_run_creates_a_missing_database() {
+    let database = TestDatabase::empty().await;
+    database.admin(format!("DROP DATABASE {}", database.name())).await;
+
+    let output = binary(&["migrate", "run"])
+        .env("DATABASE_URL", &database.url)
+        .output()
+        .expect("run");
+
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("created the database"), "{stdout}");
+}
+
 #[test]
 fn migrating_an_unreachable_database_says_what_to_check() {
     let url = format!("postgres://postgres@127.0.0.1:{}/nowhere", free_port());
