@@ -29,8 +29,10 @@ CREATE TABLE tasks (
     CONSTRAINT tasks_project_id_fkey FOREIGN KEY (project_id) REFERENCES projects (id) ON DELETE CASCADE
 );
 
--- Leads with project_id, so it also serves the foreign key (cascading deletes, joins).
+-- Keyset pages of one project in either sort order. Leading with project_id, they also serve
+-- the foreign key (cascading deletes, joins).
 CREATE INDEX tasks_project_id_created_at_id_idx ON tasks (project_id, created_at, id);
+CREATE INDEX tasks_project_id_title_id_idx ON tasks (project_id, title, id);
 CREATE INDEX tasks_status_created_at_id_idx ON tasks (status, created_at, id);
 CREATE INDEX tasks_created_at_id_idx ON tasks (created_at, id);
 CREATE INDEX tasks_title_id_idx ON tasks (title, id);

@@ -13,7 +13,8 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::db::{Database, migrate};
+use crate::db::Database;
+use crate::db::migrate::{self, MIGRATOR};
 use crate::http::server;
 use crate::{AppState, telemetry};
 
@@ -112,7 +113,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     if let Err(err) = db.ping(config.database.acquire_timeout()).await {
         // Serving anyway lets readiness report the outage and recover without a restart.
-        tracing::error!(error = %err, "database unreachable at start; readiness stays down until it answers");
+        tracing::error!(
+            error = format!("{err:#}"),
+            "database unreachable at start; readiness stays down until it answers"
+        );
     }
     let state = AppState::new(config, db.clone());
     let server_config = state.config.server.clone();
@@ -142,7 +146,7 @@ async fn run_migrate(command: MigrateCommand, config: &Config) -> anyhow::Result
     let context = "cannot reach the database; is DATABASE_URL right and PostgreSQL running? (cargo xtask db up)";
     match command {
         MigrateCommand::Run => {
-            let before = match migrate::status(pool).await {
+            let before = match migrate::status(&MIGRATOR, pool).await {
                 // A development convenience: production databases are provisioned, and there
                 // the database exists, so this never runs.
                 Err(err) if migrate::is_missing_database(&err) => {
@@ -151,11 +155,11 @@ async fn run_migrate(command: MigrateCommand, config: &Config) -> anyhow::Result
                         .await
                         .context("the database does not exist and cannot be created")?;
                     println!("created the database");
-                    migrate::status(pool).await.context(context)?
+                    migrate::status(&MIGRATOR, pool).await.context(context)?
                 }
                 other => other.context(context)?,
             };
-            migrate::run(pool)
+            migrate::run(&MIGRATOR, pool)
                 .await
                 .context("migration failed and was rolled back")?;
             let applied: Vec<_> = before.iter().filter(|migration| !migration.applied).collect();
@@ -168,7 +172,7 @@ async fn run_migrate(command: MigrateCommand, config: &Config) -> anyhow::Result
         }
         MigrateCommand::Revert { steps, all } => {
             let steps = (!all).then_some(steps);
-            let reverted = migrate::revert(pool, steps).await.context(context)?;
+            let reverted = migrate::revert(&MIGRATOR, pool, steps).await.context(context)?;
             if reverted.is_empty() {
                 println!("nothing to revert");
             }
@@ -177,7 +181,7 @@ async fn run_migrate(command: MigrateCommand, config: &Config) -> anyhow::Result
             }
         }
         MigrateCommand::Status => {
-            for migration in migrate::status(pool).await.context(context)? {
+            for migration in migrate::status(&MIGRATOR, pool).await.context(context)? {
                 let state = if migration.applied { "applied" } else { "pending" };
                 println!("{state:8} {} {}", migration.version, migration.description);
             }

@@ -51,7 +51,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Requests handled at once; excess requests get 503 at once instead of queueing.
     pub max_concurrent_requests: usize,
-    /// How long in-flight requests may run on after a shutdown signal.
+    /// How long to keep serving after a shutdown signal, with readiness failing, so that load
+    /// balancers stop routing here before the listener closes.
+    pub shutdown_delay_secs: u64,
+    /// How long in-flight requests may run on once the listener has closed.
     pub shutdown_timeout_secs: u64,
     /// Comma-separated origins allowed by CORS, e.g. `https://app.example.com`; empty allows none.
     pub cors_allowed_origins: String,
@@ -67,6 +70,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             max_connections: 1024,
             max_concurrent_requests: 512,
+            shutdown_delay_secs: 0,
             shutdown_timeout_secs: 20,
             cors_allowed_origins: String::new(),
         }
@@ -80,6 +84,10 @@ impl ServerConfig {
 
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay_secs)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -125,10 +133,6 @@ impl Default for DatabaseConfig {
 impl DatabaseConfig {
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
-    }
-
-    pub fn statement_timeout(&self) -> Duration {
-        Duration::from_millis(self.statement_timeout_ms)
     }
 }
 
@@ -184,8 +188,14 @@ impl Config {
             figment = figment.merge(Toml::file_exact(&file));
         }
         let config: Self = figment
-            // APP_CONFIG_DIR is read by the command line, not here.
-            .merge(Env::prefixed("APP_").ignore(&["config_dir"]).split("__"))
+            // Only APP_SECTION__KEY names are settings: Kubernetes injects variables such as
+            // APP_PORT and APP_SERVICE_HOST for a Service named "app", which must not stop the
+            // service, while a misspelt APP_SERVER__PROT still should.
+            .merge(
+                Env::prefixed("APP_")
+                    .filter(|key| key.as_str() == "environment" || key.as_str().contains("__"))
+                    .split("__"),
+            )
             .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
             .extract()
             .map_err(|err| anyhow::anyhow!(describe(&err)))?;

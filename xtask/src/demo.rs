@@ -3,14 +3,14 @@
 //! database; nothing is left running.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use xshell::{Shell, cmd};
+use xshell::{Cmd, Shell, cmd};
 
 use crate::flags::Demo;
 use crate::generate::{self, repo_root, shared_target_dir};
@@ -20,56 +20,66 @@ const NAME: &str = "demo-service";
 pub fn run(demo: &Demo) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.set_var("RUST_BACKTRACE", "0");
+    sh.set_var("CARGO_TARGET_DIR", shared_target_dir());
+    if TcpListener::bind(("127.0.0.1", demo.port)).is_err() {
+        bail!("port {} is in use; pick another with --port", demo.port);
+    }
     generate::ensure_cargo_generate(&sh)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
-    // The service and PostgreSQL get Ctrl-C too (same process group); this process only
-    // needs to outlive them to clean up.
+    // Ctrl-C reaches the service too (same process group), which drains and exits; this
+    // process only has to outlive it to stop the database.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("cannot handle Ctrl-C")?;
 
     let dest = repo_root().join("target").join("demo");
     let project = dest.join(NAME);
     if project.exists() {
-        // A previous demo may have left its database running after a crash.
+        // A previous demo that was killed may have left its database running.
         {
             let _dir = sh.push_dir(&project);
-            let _ = cmd!(sh, "cargo xtask db down")
-                .quiet()
-                .ignore_status()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run();
+            xtask(&sh)
+                .args(["db", "down"])
+                .run()
+                .context("cannot stop the previous demo's database")?;
         }
         std::fs::remove_dir_all(&project)?;
     }
     println!("generating {NAME} into {}", project.display());
-    let port = demo.port.to_string();
-    generate::generate_ok(&sh, NAME, &[("http_port".to_owned(), port)], &dest)?;
+    generate::generate_ok(&sh, NAME, &[("http_port".to_owned(), demo.port.to_string())], &dest)?;
 
     let _dir = sh.push_dir(&project);
-    let _target = sh.push_env("CARGO_TARGET_DIR", shared_target_dir());
-    println!("building and starting PostgreSQL (the first build compiles every dependency and takes a few minutes)");
+    println!("building (the first build compiles every dependency and takes a few minutes)");
     cmd!(sh, "cargo build --quiet").run()?;
-    cmd!(sh, "cargo xtask db up").run()?;
-    let result = serve(&sh, demo.port, &interrupted);
-    cmd!(sh, "cargo xtask db down").run()?;
-    result
+    let db_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    xtask(&sh).args(["db", "up", "--port", db_port.as_str()]).run()?;
+    let served = serve(&sh, demo.port, &interrupted);
+    let stopped = xtask(&sh).args(["db", "down"]).run();
+    served?;
+    stopped?;
+    Ok(())
+}
+
+/// `cargo xtask` in the demo service, whose migrations must use the database the demo
+/// starts, not one a DATABASE_URL in the caller's environment names.
+fn xtask(sh: &Shell) -> Cmd<'_> {
+    cmd!(sh, "cargo xtask").env_remove("DATABASE_URL")
 }
 
 fn serve(sh: &Shell, port: u16, interrupted: &AtomicBool) -> anyhow::Result<()> {
-    cmd!(sh, "cargo xtask db migrate").run()?;
+    xtask(sh).args(["db", "migrate"]).run()?;
     let mut service = Command::new("cargo")
         .args(["run", "--quiet", "--", "serve"])
         .current_dir(sh.current_dir())
         .env("CARGO_TARGET_DIR", shared_target_dir())
+        .env_remove("DATABASE_URL")
         .spawn()
         .context("cannot start the service")?;
-    let base = format!("http://127.0.0.1:{port}");
     if let Err(err) = wait_until_ready(port, &mut service, interrupted) {
         let _ = service.kill();
+        let _ = service.wait();
         return Err(err);
     }
-    print_guide(&base);
+    print_guide(&format!("http://127.0.0.1:{port}"));
     while !interrupted.load(Ordering::SeqCst) {
         if let Some(status) = service.try_wait()? {
             bail!("the service exited on its own ({status})");
@@ -77,7 +87,6 @@ fn serve(sh: &Shell, port: u16, interrupted: &AtomicBool) -> anyhow::Result<()> 
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("\nstopping");
-    // The service received the same Ctrl-C and drains before it exits.
     let status = service.wait()?;
     println!("service stopped ({status})");
     Ok(())
@@ -85,7 +94,10 @@ fn serve(sh: &Shell, port: u16, interrupted: &AtomicBool) -> anyhow::Result<()> 
 
 fn wait_until_ready(port: u16, service: &mut Child, interrupted: &AtomicBool) -> anyhow::Result<()> {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_mins(2) && !interrupted.load(Ordering::SeqCst) {
+    while started.elapsed() < Duration::from_mins(2) {
+        if interrupted.load(Ordering::SeqCst) {
+            bail!("interrupted before the service was ready");
+        }
         if let Some(status) = service.try_wait()? {
             bail!("the service exited before it was ready ({status})");
         }

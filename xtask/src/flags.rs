@@ -38,7 +38,7 @@ pub struct New {
 #[derive(Debug, Args)]
 pub struct Demo {
     /// The HTTP port of the demo service.
-    #[arg(long, default_value_t = 8080)]
+    #[arg(long, default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1024..))]
     pub port: u16,
 }
 

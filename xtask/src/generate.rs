@@ -56,9 +56,9 @@ pub fn ensure_cargo_generate(sh: &Shell) -> anyhow::Result<()> {
 }
 
 /// Copies what cargo-generate needs (its configuration, the hooks and the template) to a
-/// fresh directory and returns it.
-pub fn stage(sh: &Shell) -> anyhow::Result<PathBuf> {
-    let stage = scratch_dir("stage")?;
+/// fresh directory of this process and returns it.
+fn stage(sh: &Shell) -> anyhow::Result<PathBuf> {
+    let stage = scratch_dir(&format!("stage-{}", std::process::id()))?;
     let root = repo_root();
     for entry in ["cargo-generate.toml", "hooks", "template"] {
         cmd!(sh, "cp -R {root}/{entry} {stage}/").quiet().run()?;
@@ -84,14 +84,17 @@ pub fn generate(sh: &Shell, name: &str, defines: &[(String, String)], dest: &Pat
     let before = entries(dest);
     // cargo-generate wants a user name even when the template does not use it.
     let user = std::env::var("USER").unwrap_or_else(|_| "developer".to_owned());
+    // --force keeps the name exactly as given, so the pre hook judges what the user typed
+    // instead of a silently kebab-cased version of it.
     let output = cmd!(
         sh,
-        "cargo generate --path {stage} template --name {name} --silent --vcs none --destination {dest} {defines...}"
+        "cargo generate --path {stage} template --name {name} --force --silent --vcs none --destination {dest} {defines...}"
     )
     .env("USER", user)
     .ignore_status()
     .quiet()
     .output()?;
+    let _ = std::fs::remove_dir_all(&stage);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -117,11 +120,25 @@ fn entries(dir: &Path) -> BTreeSet<OsString> {
         .unwrap_or_default()
 }
 
-/// Like [`generate`], but a failure is an error carrying cargo-generate's output.
+/// Like [`generate`], but a refusal is an error saying why.
 pub fn generate_ok(sh: &Shell, name: &str, defines: &[(String, String)], dest: &Path) -> anyhow::Result<PathBuf> {
     let generated = generate(sh, name, defines, dest)?;
     if !generated.success {
-        bail!("cargo generate failed:\n{}", generated.output.trim());
+        bail!("{}", generated.failure_reason());
     }
     Ok(generated.dir)
+}
+
+impl Generated {
+    /// The line of cargo-generate's output that says why it refused, without decorations.
+    pub fn failure_reason(&self) -> String {
+        let lines: Vec<&str> = self.output.lines().map(str::trim).collect();
+        let reason = lines
+            .iter()
+            .find_map(|line| line.strip_prefix("Runtime error: "))
+            .map(|reason| reason.split(" (line ").next().unwrap_or(reason))
+            .or_else(|| lines.iter().find_map(|line| line.strip_prefix("Error: ")))
+            .unwrap_or(self.output.trim());
+        reason.trim_start_matches(|c: char| !c.is_ascii()).trim().to_owned()
+    }
 }

@@ -5,7 +5,6 @@ mod demo;
 mod flags;
 mod generate;
 mod new;
-mod postgres;
 mod snapshots;
 mod test;
 

@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
-use xshell::{Shell, cmd};
+use xshell::{Cmd, Shell, cmd};
 
 use crate::flags::Test;
 use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
-use crate::new::failure_reason;
-use crate::postgres::Postgres;
 
 /// One option set: the service name to generate and the template values to pass.
 #[derive(Debug, Deserialize)]
@@ -46,29 +44,25 @@ pub fn run(flags: &Test) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     // Backtraces from the tools under test only bury their error messages.
     sh.set_var("RUST_BACKTRACE", "0");
-    generate::ensure_cargo_generate(&sh)?;
+    // Ctrl-C reaches the children too; surviving it lets the databases they started stop.
+    ctrlc::set_handler(|| eprintln!("interrupted; cleaning up")).context("cannot handle Ctrl-C")?;
     let cases = load_cases(&flags.cases)?;
+    let external = std::env::var("TEMPLATE_TEST_DATABASE_URL").ok();
     let started = Instant::now();
+
+    section("template tooling");
+    check_tooling(&sh)?;
+    generate::ensure_cargo_generate(&sh)?;
 
     section("generator checks");
     check_placeholders_are_defined()?;
     check_bad_input_is_refused(&sh)?;
 
-    let external = std::env::var("TEMPLATE_TEST_DATABASE_URL").ok();
-    let server = match &external {
-        Some(_) => None,
-        None => Some(Postgres::start(&sh)?),
-    };
-    let database_url = external
-        .as_deref()
-        .or(server.as_ref().map(|server| server.url.as_str()))
-        .unwrap_or_default();
-
     let mut timings = Vec::new();
     for (id, case) in &cases {
         section(&format!("case {id}: {}", case.about));
         let case_started = Instant::now();
-        run_case(&sh, id, case, database_url).with_context(|| format!("case {id} failed"))?;
+        run_case(&sh, id, case, external.as_deref()).with_context(|| format!("case {id} failed"))?;
         timings.push((id.clone(), case_started.elapsed()));
     }
 
@@ -78,6 +72,19 @@ pub fn run(flags: &Test) -> anyhow::Result<()> {
     }
     println!("{:>12}  {}", "total", seconds(started.elapsed()));
     println!("all {} case(s) passed", timings.len());
+    Ok(())
+}
+
+/// This repository's own code meets the bar it sets for generated services.
+fn check_tooling(sh: &Shell) -> anyhow::Result<()> {
+    let _dir = sh.push_dir(repo_root());
+    cmd!(sh, "cargo fmt --all --check").run()?;
+    cmd!(
+        sh,
+        "cargo clippy --workspace --all-targets --locked --quiet -- --deny warnings"
+    )
+    .run()?;
+    cmd!(sh, "cargo test --workspace --locked --quiet").run()?;
     Ok(())
 }
 
@@ -122,7 +129,9 @@ fn names(cases: &BTreeMap<String, Case>) -> String {
     cases.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
-fn run_case(sh: &Shell, id: &str, case: &Case, database_url: &str) -> anyhow::Result<()> {
+/// Generates the case and runs its CI against a PostgreSQL that its own `cargo xtask db up`
+/// starts, then walks through the database workflow a developer uses.
+fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) -> anyhow::Result<()> {
     let dest = scratch_dir(&format!("cases/{id}"))?;
     let project = generate::generate_ok(sh, &case.name, &case.defines(), &dest)?;
     check_rendered(&project, case)?;
@@ -130,76 +139,118 @@ fn run_case(sh: &Shell, id: &str, case: &Case, database_url: &str) -> anyhow::Re
 
     let _dir = sh.push_dir(&project);
     let _target = sh.push_env("CARGO_TARGET_DIR", shared_target_dir());
-    {
-        let _database = sh.push_env("DATABASE_URL", database_url);
-        cmd!(sh, "cargo xtask ci").run()?;
+    if let Some(url) = external_database {
+        xtask(sh).args(["ci"]).env("DATABASE_URL", url).run()?;
+        println!("database workflow skipped: TEMPLATE_TEST_DATABASE_URL is set");
+        return Ok(());
     }
-    check_database_workflow(sh, &project)
+    let database = DevDatabase::up(sh)?;
+    // Creates the database the tests connect to, then applies the migrations.
+    xtask(sh).args(["db", "migrate"]).run()?;
+    xtask(sh).args(["ci"]).run()?;
+    check_database_workflow(sh, &project, &database.port)?;
+    database.down()
 }
 
-/// The generated xtask's database commands, as a developer runs them: a local PostgreSQL of
-/// the project's own, migrations forwards and backwards, a new migration, and a bad flag.
-fn check_database_workflow(sh: &Shell, project: &Path) -> anyhow::Result<()> {
-    section("database workflow");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port()
-        .to_string();
-    cmd!(sh, "cargo xtask db up --backend local --port {port}").run()?;
-    let result = (|| -> anyhow::Result<()> {
-        let dotenv = std::fs::read_to_string(project.join(".env"))?;
-        ensure!(
-            dotenv.contains(&format!("127.0.0.1:{port}/")),
-            ".env lacks the database URL: {dotenv}"
-        );
-        cmd!(sh, "cargo xtask db migrate").run()?;
-        let status = cmd!(sh, "cargo xtask db status").read()?;
-        ensure!(!status.contains("pending"), "migrations left pending:\n{status}");
-        cmd!(sh, "cargo xtask db reset").run()?;
-        cmd!(sh, "cargo xtask db revert --all").run()?;
-        let status = cmd!(sh, "cargo xtask db status").read()?;
-        ensure!(
-            !status.contains("applied"),
-            "migrations still applied after revert --all:\n{status}"
-        );
+/// `cargo xtask` in the generated service. A DATABASE_URL of the caller's would win over the
+/// service's `.env` and point its migrations at a database that is not the test's.
+fn xtask(sh: &Shell) -> Cmd<'_> {
+    cmd!(sh, "cargo xtask").env_remove("DATABASE_URL")
+}
 
-        let before = files(&project.join("migrations"))?;
-        cmd!(sh, "cargo xtask db new add_widgets").run()?;
-        let created: Vec<PathBuf> = files(&project.join("migrations"))?
-            .into_iter()
-            .filter(|f| !before.contains(f))
-            .collect();
-        // Names are `<timestamp>_add_widgets.{up,down}.sql`; the timestamp varies.
-        let suffixes: Vec<String> = created
-            .iter()
-            .map(|file| file.file_name().unwrap_or_default().to_string_lossy().into_owned())
-            .filter_map(|name| name.split_once('_').map(|(_, rest)| rest.to_owned()))
-            .collect();
-        ensure!(
-            suffixes == ["add_widgets.down.sql", "add_widgets.up.sql"],
-            "db new created {created:?}"
-        );
-        created.iter().try_for_each(std::fs::remove_file)?;
+/// The generated service's development database, stopped when dropped.
+struct DevDatabase<'a> {
+    sh: &'a Shell,
+    port: String,
+    stopped: bool,
+}
 
-        let refused = cmd!(sh, "cargo xtask db new Add-Widgets")
-            .ignore_status()
-            .quiet()
-            .output()?;
-        let stderr = String::from_utf8_lossy(&refused.stderr);
-        ensure!(
-            !refused.status.success() && stderr.contains("invalid migration name"),
-            "bad name accepted: {stderr}"
-        );
-        let refused = cmd!(sh, "cargo xtask db sideways").ignore_status().quiet().output()?;
-        let stderr = String::from_utf8_lossy(&refused.stderr);
-        ensure!(
-            refused.status.code() == Some(2) && stderr.contains("Usage"),
-            "bad flag accepted: {stderr}"
-        );
+impl<'a> DevDatabase<'a> {
+    fn up(sh: &'a Shell) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+            .to_string();
+        xtask(sh)
+            .args(["db", "up", "--backend", "local", "--port", port.as_str()])
+            .run()?;
+        Ok(Self {
+            sh,
+            port,
+            stopped: false,
+        })
+    }
+
+    fn down(mut self) -> anyhow::Result<()> {
+        self.stopped = true;
+        xtask(self.sh).args(["db", "down"]).run()?;
         Ok(())
-    })();
-    cmd!(sh, "cargo xtask db down").run()?;
-    result
+    }
+}
+
+impl Drop for DevDatabase<'_> {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = xtask(self.sh).args(["db", "down"]).quiet().run();
+        }
+    }
+}
+
+/// The generated xtask's database commands as a developer runs them: migrations forwards and
+/// backwards, a new migration, and bad input.
+fn check_database_workflow(sh: &Shell, project: &Path, port: &str) -> anyhow::Result<()> {
+    section("database workflow");
+    let dotenv = std::fs::read_to_string(project.join(".env"))?;
+    ensure!(
+        dotenv.contains(&format!("127.0.0.1:{port}/")),
+        ".env lacks the database URL: {dotenv}"
+    );
+    let status = xtask(sh).args(["db", "status"]).read()?;
+    ensure!(!status.contains("pending"), "migrations left pending:\n{status}");
+    xtask(sh).args(["db", "reset"]).run()?;
+    xtask(sh).args(["db", "revert", "--all"]).run()?;
+    let status = xtask(sh).args(["db", "status"]).read()?;
+    ensure!(
+        !status.contains("applied"),
+        "migrations still applied after revert --all:\n{status}"
+    );
+    xtask(sh).args(["db", "migrate"]).run()?;
+
+    let before = files(&project.join("migrations"))?;
+    xtask(sh).args(["db", "new", "add_widgets"]).run()?;
+    let created: Vec<PathBuf> = files(&project.join("migrations"))?
+        .into_iter()
+        .filter(|file| !before.contains(file))
+        .collect();
+    // Names are `<timestamp>_add_widgets.{up,down}.sql`; the timestamp varies.
+    let suffixes: Vec<String> = created
+        .iter()
+        .map(|file| file.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .filter_map(|name| name.split_once('_').map(|(_, rest)| rest.to_owned()))
+        .collect();
+    ensure!(
+        suffixes == ["add_widgets.down.sql", "add_widgets.up.sql"],
+        "db new created {created:?}"
+    );
+    created.iter().try_for_each(std::fs::remove_file)?;
+
+    let refused = xtask(sh)
+        .args(["db", "new", "Add-Widgets"])
+        .ignore_status()
+        .quiet()
+        .output()?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && stderr.contains("invalid migration name"),
+        "bad name accepted: {stderr}"
+    );
+    let refused = xtask(sh).args(["db", "sideways"]).ignore_status().quiet().output()?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        refused.status.code() == Some(2) && stderr.contains("Usage"),
+        "bad flag accepted: {stderr}"
+    );
+    Ok(())
 }
 
 /// The generated files carry the values asked for and no Liquid syntax.
@@ -380,7 +431,7 @@ fn check_bad_input_is_refused(sh: &Shell) -> anyhow::Result<()> {
     for (name, values, expected) in bad {
         let defines: Vec<(String, String)> = values.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let generated = generate::generate(sh, name, &defines, &dest)?;
-        let reason = failure_reason(&generated);
+        let reason = generated.failure_reason();
         if generated.success || !reason.contains(expected) {
             bail!(
                 "generating {name:?} with {values:?} should fail saying {expected:?}; got:\n{}",

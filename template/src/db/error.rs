@@ -18,6 +18,10 @@ pub enum DbError {
     /// The statement ran past `statement_timeout`.
     #[error("database statement timed out")]
     Timeout,
+    /// PostgreSQL refused a value the request carried (SQLSTATE class 22: a NUL byte in text,
+    /// a timestamp out of range).
+    #[error("a value cannot be stored")]
+    InvalidValue,
     /// Anything else: a bug or an outage, logged and answered with 500.
     #[error(transparent)]
     Other(sqlx::Error),
@@ -25,32 +29,35 @@ pub enum DbError {
 
 /// PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
+/// The SQLSTATE class of values PostgreSQL cannot accept.
+const DATA_EXCEPTION: &str = "22";
 
 impl DbError {
     /// Classifies `err`, explaining known constraints with the messages in `constraints`
     /// (pairs of constraint name and message).
     pub fn classify(err: sqlx::Error, constraints: &[(&str, &'static str)]) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut => return Self::Unavailable,
+        let classified = match &err {
+            sqlx::Error::PoolTimedOut => Some(Self::Unavailable),
             sqlx::Error::Database(db) => {
-                let message = db
+                let explained = db
                     .constraint()
                     .and_then(|name| constraints.iter().find(|(known, _)| *known == name))
                     .map(|(_, message)| *message);
-                match db.kind() {
-                    ErrorKind::UniqueViolation => {
-                        return Self::Conflict(message.unwrap_or("conflicts with an existing record"));
+                match (db.kind(), db.code().as_deref()) {
+                    (ErrorKind::UniqueViolation, _) => {
+                        Some(Self::Conflict(explained.unwrap_or("conflicts with an existing record")))
                     }
-                    ErrorKind::ForeignKeyViolation => {
-                        return Self::MissingReference(message.unwrap_or("refers to a record that does not exist"));
-                    }
-                    _ if db.code().as_deref() == Some(QUERY_CANCELED) => return Self::Timeout,
-                    _ => {}
+                    (ErrorKind::ForeignKeyViolation, _) => Some(Self::MissingReference(
+                        explained.unwrap_or("refers to a record that does not exist"),
+                    )),
+                    (_, Some(QUERY_CANCELED)) => Some(Self::Timeout),
+                    (_, Some(code)) if code.starts_with(DATA_EXCEPTION) => Some(Self::InvalidValue),
+                    _ => None,
                 }
             }
-            _ => {}
-        }
-        Self::Other(err)
+            _ => None,
+        };
+        classified.unwrap_or(Self::Other(err))
     }
 }
 

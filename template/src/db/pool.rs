@@ -11,7 +11,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 
 use super::DbError;
 use crate::config::DatabaseConfig;
@@ -66,16 +66,19 @@ impl Database {
         self.pool.acquire().await.map_err(DbError::from)
     }
 
-    /// Checks that PostgreSQL answers within `timeout`.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
+    /// Checks that PostgreSQL accepts a connection and answers within `timeout`. It opens a
+    /// connection of its own: a pool that is merely busy is not an outage.
+    pub async fn ping(&self, timeout: Duration) -> anyhow::Result<()> {
+        let options = self.pool.connect_options();
         let ping = async {
-            let mut conn = self.acquire().await?;
-            sqlx::query("SELECT 1").execute(&mut *conn).await?;
-            Ok(())
+            let mut conn = PgConnection::connect_with(&options).await?;
+            conn.ping().await?;
+            conn.close().await
         };
-        tokio::time::timeout(timeout, ping)
-            .await
-            .unwrap_or(Err(DbError::Timeout))
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(result) => result.context("PostgreSQL refused the connection"),
+            Err(_elapsed) => anyhow::bail!("PostgreSQL did not answer within {timeout:?}"),
+        }
     }
 
     pub fn stats(&self) -> PoolStats {

@@ -6,9 +6,11 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::keyset::{push_after, push_order_and_limit};
-use super::versioned::Versioned;
+use super::versioned::{self, Versioned};
 use crate::domain::page::Page;
 use crate::domain::project::{NewProject, Project, ProjectChanges, ProjectQuery, ProjectSort};
+
+const TABLE: &str = "projects";
 
 /// Messages for the constraints a client can run into.
 const CONSTRAINTS: &[(&str, &str)] = &[("projects_name_key", "a project with this name already exists")];
@@ -89,11 +91,11 @@ pub async fn list(conn: &mut PgConnection, query: &ProjectQuery) -> Result<Page<
     }))
 }
 
-/// Applies `changes` if the project still has `expected_version` (any version when `None`).
+/// Applies `changes` if its version is one of `expected` (any version when `None`).
 pub async fn update(
     conn: &mut PgConnection,
     id: Uuid,
-    expected_version: Option<i32>,
+    expected: Option<&[i32]>,
     changes: &ProjectChanges,
 ) -> Result<Versioned<Project>, DbError> {
     let updated = sqlx::query_as::<_, ProjectRow>(concat!(
@@ -102,12 +104,12 @@ pub async fn update(
              description = CASE WHEN $4 THEN $5 ELSE description END, \
              version = version + 1, \
              updated_at = now() \
-         WHERE id = $1 AND ($2::int4 IS NULL OR version = $2) \
+         WHERE id = $1 AND ($2::int4[] IS NULL OR version = ANY($2)) \
          RETURNING ",
         columns!()
     ))
     .bind(id)
-    .bind(expected_version)
+    .bind(expected)
     .bind(&changes.name)
     .bind(changes.description.is_some())
     .bind(changes.description.clone().flatten())
@@ -117,31 +119,12 @@ pub async fn update(
     if let Some(row) = updated {
         return Ok(Versioned::Applied(row.into()));
     }
-    Ok(Versioned::from_parts(None, current_version(conn, id).await?))
+    Ok(Versioned::missed(
+        versioned::current_version(conn, TABLE, id).await.map_err(classify)?,
+    ))
 }
 
-/// Deletes the project and, by cascade, its tasks, if it still has `expected_version`.
-pub async fn delete(
-    conn: &mut PgConnection,
-    id: Uuid,
-    expected_version: Option<i32>,
-) -> Result<Versioned<()>, DbError> {
-    let deleted = sqlx::query("DELETE FROM projects WHERE id = $1 AND ($2::int4 IS NULL OR version = $2)")
-        .bind(id)
-        .bind(expected_version)
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
-    if deleted.rows_affected() == 1 {
-        return Ok(Versioned::Applied(()));
-    }
-    Ok(Versioned::from_parts(None, current_version(conn, id).await?))
-}
-
-async fn current_version(conn: &mut PgConnection, id: Uuid) -> Result<Option<i32>, DbError> {
-    sqlx::query_scalar("SELECT version FROM projects WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(classify)
+/// Deletes the project and, by cascade, its tasks, if its version is one of `expected`.
+pub async fn delete(conn: &mut PgConnection, id: Uuid, expected: Option<&[i32]>) -> Result<Versioned<()>, DbError> {
+    versioned::delete(conn, TABLE, id, expected).await.map_err(classify)
 }

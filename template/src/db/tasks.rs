@@ -7,9 +7,11 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::keyset::{push_after, push_order_and_limit};
-use super::versioned::Versioned;
+use super::versioned::{self, Versioned};
 use crate::domain::page::Page;
 use crate::domain::task::{NewTask, Task, TaskChanges, TaskQuery, TaskSort, TaskStatus};
+
+const TABLE: &str = "tasks";
 
 /// Messages for the constraints a client can run into.
 const CONSTRAINTS: &[(&str, &str)] = &[(
@@ -114,11 +116,11 @@ pub async fn list(conn: &mut PgConnection, query: &TaskQuery) -> Result<Page<Tas
     }))
 }
 
-/// Applies `changes` if the task still has `expected_version` (any version when `None`).
+/// Applies `changes` if its version is one of `expected` (any version when `None`).
 pub async fn update(
     conn: &mut PgConnection,
     id: Uuid,
-    expected_version: Option<i32>,
+    expected: Option<&[i32]>,
     changes: &TaskChanges,
 ) -> Result<Versioned<Task>, DbError> {
     let updated = sqlx::query_as::<_, TaskRow>(concat!(
@@ -129,12 +131,12 @@ pub async fn update(
              due_at = CASE WHEN $6 THEN $7 ELSE due_at END, \
              version = version + 1, \
              updated_at = now() \
-         WHERE id = $1 AND ($2::int4 IS NULL OR version = $2) \
+         WHERE id = $1 AND ($2::int4[] IS NULL OR version = ANY($2)) \
          RETURNING ",
         columns!()
     ))
     .bind(id)
-    .bind(expected_version)
+    .bind(expected)
     .bind(changes.project_id)
     .bind(&changes.title)
     .bind(changes.status.map(TaskStatus::as_str))
@@ -146,31 +148,12 @@ pub async fn update(
     if let Some(row) = updated {
         return Ok(Versioned::Applied(row.try_into()?));
     }
-    Ok(Versioned::from_parts(None, current_version(conn, id).await?))
+    Ok(Versioned::missed(
+        versioned::current_version(conn, TABLE, id).await.map_err(classify)?,
+    ))
 }
 
-/// Deletes the task if it still has `expected_version` (any version when `None`).
-pub async fn delete(
-    conn: &mut PgConnection,
-    id: Uuid,
-    expected_version: Option<i32>,
-) -> Result<Versioned<()>, DbError> {
-    let deleted = sqlx::query("DELETE FROM tasks WHERE id = $1 AND ($2::int4 IS NULL OR version = $2)")
-        .bind(id)
-        .bind(expected_version)
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
-    if deleted.rows_affected() == 1 {
-        return Ok(Versioned::Applied(()));
-    }
-    Ok(Versioned::from_parts(None, current_version(conn, id).await?))
-}
-
-async fn current_version(conn: &mut PgConnection, id: Uuid) -> Result<Option<i32>, DbError> {
-    sqlx::query_scalar("SELECT version FROM tasks WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(classify)
+/// Deletes the task if its version is one of `expected` (any version when `None`).
+pub async fn delete(conn: &mut PgConnection, id: Uuid, expected: Option<&[i32]>) -> Result<Versioned<()>, DbError> {
+    versioned::delete(conn, TABLE, id, expected).await.map_err(classify)
 }

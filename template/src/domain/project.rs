@@ -31,6 +31,13 @@ pub struct ProjectChanges {
     pub description: Option<Option<String>>,
 }
 
+impl ProjectChanges {
+    /// Whether the update would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.description.is_none()
+    }
+}
+
 /// Columns a project list may be sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProjectSort {

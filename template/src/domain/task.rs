@@ -3,7 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -24,8 +23,7 @@ pub struct Task {
 }
 
 /// Where a task stands. Stored as the PostgreSQL enum `task_status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskStatus {
     Todo,
     InProgress,
@@ -82,6 +80,13 @@ pub struct TaskChanges {
     pub title: Option<String>,
     pub status: Option<TaskStatus>,
     pub due_at: Option<Option<OffsetDateTime>>,
+}
+
+impl TaskChanges {
+    /// Whether the update would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.project_id.is_none() && self.title.is_none() && self.status.is_none() && self.due_at.is_none()
+    }
 }
 
 /// Columns a task list may be sorted by.

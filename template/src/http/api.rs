@@ -1,4 +1,4 @@
-//! Route assembly and the OpenAPI document's root. Each resource module contributes an
+//! Route groups and the OpenAPI document's root. Each resource module contributes an
 //! `OpenApiRouter`, so a route and its documentation are declared in one place.
 
 use utoipa::OpenApi;
@@ -30,13 +30,18 @@ fn document() -> utoipa::openapi::OpenApi {
     document
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// Health and metrics: cheap routes that must answer even while the API is saturated.
+pub fn operations() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(document())
+        .merge(health::router())
+        .merge(metrics::router())
+}
+
+/// The versioned API.
+pub fn v1() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::default();
 {%- if example %}
     let v1 = v1.merge(projects::router()).merge(tasks::router());
 {%- endif %}
-    OpenApiRouter::with_openapi(document())
-        .merge(health::router())
-        .merge(metrics::router())
-        .nest("/api/v1", v1)
+    OpenApiRouter::default().nest("/api/v1", v1)
 }

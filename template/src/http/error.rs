@@ -82,9 +82,10 @@ pub enum ApiError {
     /// 409: the request conflicts with existing data, such as a duplicate name.
     #[error("{0}")]
     Conflict(String),
-    /// 412: `If-Match` names a version the resource no longer has.
-    #[error("the resource has changed since it was read; fetch it again (current version {current})")]
-    PreconditionFailed { current: i32 },
+    /// 412: `If-Match` names a version the resource does not have (`current`), or the
+    /// resource does not exist (`None`).
+    #[error("{}", precondition_failed(*current))]
+    PreconditionFailed { current: Option<i32> },
     /// 428: the write needs `If-Match` with the resource's `ETag`.
     #[error("send If-Match with the ETag from your last read of this resource")]
     PreconditionRequired,
@@ -100,12 +101,25 @@ pub enum ApiError {
     /// 422: the body is well-formed but cannot be processed, e.g. it refers to a missing record.
     #[error("{0}")]
     Unprocessable(String),
-    /// 503: a dependency is saturated or down; the client should retry after `retry_after` seconds.
+    /// 503: the service or a dependency is saturated or down; when `retry_after` is set, the
+    /// client may retry after that many seconds.
     #[error("{detail}")]
-    Unavailable { detail: &'static str, retry_after: u32 },
+    Unavailable {
+        detail: &'static str,
+        retry_after: Option<u32>,
+    },
     /// 500: a bug or an unexpected failure; the cause is logged, not sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+fn precondition_failed(current: Option<i32>) -> String {
+    match current {
+        Some(version) => {
+            format!("the resource has changed since it was read; fetch it again (current version {version})")
+        }
+        None => "the resource does not exist".to_owned(),
+    }
 }
 
 impl ApiError {
@@ -138,8 +152,10 @@ impl IntoResponse for ApiError {
             Self::Unavailable {
                 retry_after: seconds, ..
             } => {
-                tracing::warn!(detail = problem.detail.as_deref(), "dependency unavailable");
-                retry_after = Some(seconds);
+                // The request line already records the 503; under overload a warning per
+                // request would multiply the log volume.
+                tracing::debug!(detail = problem.detail.as_deref(), "service unavailable");
+                retry_after = seconds;
             }
             Self::Validation(errors) => problem.errors = errors,
             _ => {}
@@ -161,12 +177,13 @@ impl From<DbError> for ApiError {
             DbError::MissingReference(message) => Self::Unprocessable(message.to_owned()),
             DbError::Unavailable => Self::Unavailable {
                 detail: "the database is busy; retry shortly",
-                retry_after: 1,
+                retry_after: Some(1),
             },
             DbError::Timeout => Self::Unavailable {
                 detail: "the database did not answer in time",
-                retry_after: 1,
+                retry_after: Some(1),
             },
+            DbError::InvalidValue => Self::Unprocessable("a value in the request cannot be stored".to_owned()),
             DbError::Other(err) => Self::Internal(err.into()),
         }
     }

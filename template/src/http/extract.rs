@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use validator::Validate;
 
 use super::error::ApiError;
+use crate::db::versioned::Versioned;
 
 /// JSON body in, JSON body out.
 #[derive(Debug, Clone, Copy, Default, FromRequest)]
@@ -75,31 +76,47 @@ where
     }
 }
 
-/// The `If-Match` precondition of a write: the version the client last read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The `If-Match` precondition of a write. Versions are strong entity tags (`"3"`); a weak
+/// or foreign tag can never match, as strong comparison requires (RFC 9110, section 13.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfMatch {
     /// No header.
     Absent,
-    /// `If-Match: *`: any version will do.
+    /// `If-Match: *`: any current version will do.
     Any,
-    /// `If-Match: "<version>"`.
-    Version(i32),
+    /// The versions named; the write applies if the resource has one of them.
+    Versions(Vec<i32>),
 }
 
 impl IfMatch {
-    /// The version the write must find, `None` meaning any.
-    pub fn expected(self) -> Option<i32> {
+    pub fn is_present(&self) -> bool {
+        *self != Self::Absent
+    }
+
+    /// The versions the write must find, `None` meaning any.
+    pub fn expected(&self) -> Option<&[i32]> {
         match self {
-            Self::Version(version) => Some(version),
+            Self::Versions(versions) => Some(versions),
             Self::Absent | Self::Any => None,
         }
     }
 
     /// Like [`IfMatch::expected`], but 428 when the client did not say which version it edits.
-    pub fn required(self) -> Result<Option<i32>, ApiError> {
+    pub fn required(&self) -> Result<Option<&[i32]>, ApiError> {
         match self {
             Self::Absent => Err(ApiError::PreconditionRequired),
             other => Ok(other.expected()),
+        }
+    }
+
+    /// The response to a guarded write: a precondition on a missing resource fails with 412
+    /// rather than 404, as RFC 9110 requires.
+    pub fn outcome<T>(&self, outcome: Versioned<T>, not_found: &'static str) -> Result<T, ApiError> {
+        match outcome {
+            Versioned::Applied(value) => Ok(value),
+            Versioned::NotFound if self.is_present() => Err(ApiError::PreconditionFailed { current: None }),
+            Versioned::NotFound => Err(ApiError::NotFound(not_found)),
+            Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current: Some(current) }),
         }
     }
 }
@@ -108,20 +125,32 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::IF_MATCH) else {
-            return Ok(Self::Absent);
-        };
-        let invalid = || ApiError::BadRequest("If-Match must be one ETag such as \"3\", or *".to_owned());
-        let value = value.to_str().map_err(|_| invalid())?.trim();
-        if value == "*" {
-            return Ok(Self::Any);
+        let invalid = || ApiError::BadRequest("If-Match must be * or a list of ETags such as \"3\"".to_owned());
+        let mut versions = Vec::new();
+        let mut present = false;
+        for value in parts.headers.get_all(header::IF_MATCH) {
+            present = true;
+            for tag in value.to_str().map_err(|_| invalid())?.split(',').map(str::trim) {
+                if tag == "*" {
+                    return Ok(Self::Any);
+                }
+                let opaque = tag.strip_prefix("W/").unwrap_or(tag);
+                let inner = opaque
+                    .strip_prefix('"')
+                    .and_then(|rest| rest.strip_suffix('"'))
+                    .ok_or_else(invalid)?;
+                if !tag.starts_with("W/")
+                    && let Ok(version) = inner.parse()
+                {
+                    versions.push(version);
+                }
+            }
         }
-        value
-            .strip_prefix('"')
-            .and_then(|rest| rest.strip_suffix('"'))
-            .and_then(|inner| inner.parse().ok())
-            .map(Self::Version)
-            .ok_or_else(invalid)
+        Ok(if present {
+            Self::Versions(versions)
+        } else {
+            Self::Absent
+        })
     }
 }
 

@@ -66,7 +66,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let postgres = match state.db.ping(DATABASE_TIMEOUT).await {
         Ok(()) => Status::Up,
         Err(err) => {
-            tracing::warn!(error = %err, "readiness: postgres is down");
+            tracing::warn!(error = format!("{err:#}"), "readiness: postgres is down");
             Status::Down
         }
     };

@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::BoxError;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -52,7 +52,7 @@ fn is_acceptable_id(id: &str) -> bool {
 /// the status and latency and records the request in the metrics.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -84,6 +84,27 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     };
     state.metrics.record_request(&labels, elapsed);
     response
+}
+
+/// The method as a metrics label. hyper accepts any token as a method, and every distinct
+/// label is a series kept forever, so unknown methods share one label.
+fn method_label(method: &Method) -> String {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if KNOWN.contains(method) {
+        method.as_str().to_owned()
+    } else {
+        "OTHER".to_owned()
+    }
 }
 
 /// Gives error responses produced outside handlers (404, 405, 413, timeouts) the same
@@ -134,17 +155,26 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     .into_response()
 }
 
-/// Answers for the tower layers that fail instead of responding: load shedding and timeouts.
-pub async fn overload_response(err: BoxError) -> Response {
+/// Answers for the tower layers that fail instead of responding: load shedding and the
+/// request timeout. A timed-out write may still have been applied, so only requests that are
+/// safe to repeat are told to retry.
+pub async fn overload_response(method: Method, err: BoxError) -> Response {
     let error = if err.is::<tower::load_shed::error::Overloaded>() {
         ApiError::Unavailable {
             detail: "the server is at capacity; retry shortly",
-            retry_after: 1,
+            retry_after: Some(1),
         }
     } else if err.is::<tower::timeout::error::Elapsed>() {
-        ApiError::Unavailable {
-            detail: "the request took too long and was cancelled",
-            retry_after: 1,
+        if method.is_idempotent() {
+            ApiError::Unavailable {
+                detail: "the request took too long and was cancelled",
+                retry_after: Some(1),
+            }
+        } else {
+            ApiError::Unavailable {
+                detail: "the request took too long and was cancelled; it may or may not have taken effect",
+                retry_after: None,
+            }
         }
     } else {
         ApiError::Internal(anyhow::anyhow!(err))
@@ -155,6 +185,12 @@ pub async fn overload_response(err: BoxError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_metrics_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"FOO1").expect("token")), "OTHER");
+    }
 
     #[test]
     fn only_plain_short_request_ids_are_accepted() {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
@@ -36,38 +36,58 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::OpenApi;
 
 use crate::AppState;
+use crate::config::ServerConfig;
 
-/// The whole application: every route with the middleware stack, ready to serve or to drive
+/// The whole service: every route behind the middleware stack, ready to serve or to drive
 /// from tests.
 pub fn app(state: AppState) -> Router {
-    with_middleware(routes(), &state).with_state(state)
+    assemble(api_routes(), state)
 }
 
-/// Every route, without middleware.
-pub fn routes() -> Router<AppState> {
-    routes_and_openapi().0
+/// The API's own routes (under `/api/v1`), without middleware.
+pub fn api_routes() -> Router<AppState> {
+    api::v1().split_for_parts().0
 }
 
 /// The OpenAPI document of every route, as served at `/openapi.json`.
 pub fn openapi() -> OpenApi {
-    routes_and_openapi().1
+    let mut document = api::operations().into_openapi();
+    document.merge(api::v1().into_openapi());
+    document
 }
 
-fn routes_and_openapi() -> (Router<AppState>, OpenApi) {
-    let (router, openapi) = api::router().split_for_parts();
-    let router = router
-        .merge(docs::router(openapi.clone()))
-        .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
-    (router, openapi)
+/// Puts `api` behind the request limits and everything behind the shared middleware. Health,
+/// metrics and docs bypass the limits, so probes still answer while the API sheds load.
+pub fn assemble(api: Router<AppState>, state: AppState) -> Router {
+    let (operations, _) = api::operations().split_for_parts();
+    let router = operations
+        .merge(docs::router(openapi()))
+        .merge(with_limits(api, &state.config.server))
+        .fallback(|| async { StatusCode::NOT_FOUND });
+    with_middleware(router, &state).with_state(state)
 }
 
-/// Wraps `router` in the layers every route runs through, outermost first.
-pub fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+/// Load shedding past the concurrency limit, and the request timeout.
+fn with_limits(router: Router<AppState>, server: &ServerConfig) -> Router<AppState> {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(middleware::overload_response))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
+            .layer(TimeoutLayer::new(server.request_timeout())),
+    )
+}
+
+/// The layers every route runs through, outermost first.
+fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let server = &state.config.server;
     let cors = (server.cors_origins().next().is_some()).then(|| cors(server.cors_origins()));
     let stack = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(middleware::request_id))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        // Outside the panic catcher, so that a 500 still carries the CORS headers a browser
+        // needs to show it.
+        .option_layer(cors)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
@@ -81,13 +101,8 @@ pub fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<App
             header::STRICT_TRANSPORT_SECURITY,
             "max-age=63072000; includeSubDomains",
         ))
-        .option_layer(cors)
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(middleware::problem_details))
-        .layer(HandleErrorLayer::new(middleware::overload_response))
-        .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
-        .layer(TimeoutLayer::new(server.request_timeout()))
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
         .layer(DefaultBodyLimit::disable());
     router.layer(stack)

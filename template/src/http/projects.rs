@@ -17,7 +17,6 @@ use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
 use super::pagination::{self, Page};
 use crate::AppState;
 use crate::db;
-use crate::db::versioned::Versioned;
 use crate::domain::page::{Direction, PageSize};
 use crate::domain::project::{self as domain, ProjectSort};
 
@@ -66,7 +65,10 @@ pub struct CreateProject {
     )]
     #[schema(min_length = 1, max_length = 100, example = "Website relaunch")]
     pub name: String,
-    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[validate(
+        custom(function = "super::validation::no_nul"),
+        length(max = 2000, message = "must be at most 2000 characters")
+    )]
     #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
@@ -84,14 +86,18 @@ impl From<CreateProject> for domain::NewProject {
 #[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
+    #[serde(default, deserialize_with = "super::validation::not_null")]
     #[validate(
         custom(function = "super::validation::single_line"),
         length(min = 1, max = 100, message = "must be 1 to 100 characters")
     )]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "super::validation::present")]
-    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[validate(
+        custom(function = "super::validation::no_nul"),
+        length(max = 2000, message = "must be at most 2000 characters")
+    )]
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
 }
@@ -254,12 +260,14 @@ async fn update_project(
     Valid(body): Valid<UpdateProject>,
 ) -> Result<impl IntoResponse, ApiError> {
     let expected = if_match.required()?;
-    let mut conn = state.db.acquire().await?;
-    match db::projects::update(&mut conn, id, expected, &body.into()).await? {
-        Versioned::Applied(project) => Ok((etag(project.version), Json(Project::from(project)))),
-        Versioned::NotFound => Err(ApiError::NotFound(NOT_FOUND)),
-        Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current }),
+    let changes = domain::ProjectChanges::from(body);
+    if changes.is_empty() {
+        return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
+    let mut conn = state.db.acquire().await?;
+    let outcome = db::projects::update(&mut conn, id, expected, &changes).await?;
+    let project = if_match.outcome(outcome, NOT_FOUND)?;
+    Ok((etag(project.version), Json(Project::from(project))))
 }
 
 /// Delete a project and its tasks
@@ -279,9 +287,7 @@ async fn delete_project(
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     let mut conn = state.db.acquire().await?;
-    match db::projects::delete(&mut conn, id, if_match.expected()).await? {
-        Versioned::Applied(()) => Ok(StatusCode::NO_CONTENT),
-        Versioned::NotFound => Err(ApiError::NotFound(NOT_FOUND)),
-        Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current }),
-    }
+    let outcome = db::projects::delete(&mut conn, id, if_match.expected()).await?;
+    if_match.outcome(outcome, NOT_FOUND)?;
+    Ok(StatusCode::NO_CONTENT)
 }

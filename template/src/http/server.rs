@@ -7,24 +7,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tower::Layer as _;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::ServerConfig;
 
-/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and gives open
-/// requests until the configured shutdown timeout to finish.
+/// What an HTTP/2 client sends first; hyper reads up to this much to pick the protocol.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves `app` on `listener` until `shutdown` completes. Then it keeps serving for the
+/// configured shutdown delay, so load balancers see readiness fail and stop routing here,
+/// stops accepting, and gives open requests until the shutdown timeout to finish.
 pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, shutdown: impl Future<Output = ()>) {
     let header_timeout = config.header_read_timeout();
     let mut builder = Builder::new(TokioExecutor::new());
     // The header-read timer also runs while a keep-alive connection sits idle, so it doubles
-    // as the idle timeout.
+    // as the HTTP/1 idle timeout.
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -38,11 +42,22 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
         .keep_alive_timeout(Duration::from_secs(10));
 
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let shutdown = async {
+        shutdown.await;
+        tracing::info!(
+            delay_secs = config.shutdown_delay_secs,
+            "shutdown requested; readiness now fails"
+        );
+        tokio::time::sleep(config.shutdown_delay()).await;
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // Reap finished connections so the set only holds live ones.
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
@@ -57,41 +72,59 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(axum::Extension(ConnectInfo(peer)).layer(app.clone()));
+        let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            // Detecting HTTP/2 reads the first bytes before hyper's own timer starts, so a
-            // client that connects and stays silent is dropped here.
-            if !first_bytes_within(&stream, header_timeout).await {
-                tracing::debug!(%peer, "client sent nothing; connection dropped");
+        connections.spawn(async move {
+            let _permit = permit;
+            if !sends_protocol_within(&stream, header_timeout).await {
+                tracing::debug!(%peer, "client sent no request in time; connection dropped");
                 return;
             }
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(err) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, error = %err, "connection closed with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);
 
-    tracing::info!(
-        open_connections = graceful.count(),
-        "shutting down: draining in-flight requests"
-    );
+    tracing::info!(open_connections = graceful.count(), "draining in-flight requests");
     if tokio::time::timeout(config.shutdown_timeout(), graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("shutdown timeout elapsed; dropping the remaining connections");
+        tracing::warn!(
+            open_connections = connections.len(),
+            "shutdown timeout elapsed; closing the remaining connections"
+        );
     }
+    connections.shutdown().await;
 }
 
-/// Waits for the client's first byte without consuming it; `false` on timeout or hang-up.
-async fn first_bytes_within(stream: &TcpStream, timeout: Duration) -> bool {
-    let mut first = [0_u8; 1];
-    matches!(tokio::time::timeout(timeout, stream.peek(&mut first)).await, Ok(Ok(1)))
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2, without consuming it.
+/// hyper's own timer only starts after that, so a client that connects and stays silent, or
+/// trickles out the HTTP/2 preface, is dropped here.
+async fn sends_protocol_within(stream: &TcpStream, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut buffer = [0_u8; HTTP2_PREFACE.len()];
+    loop {
+        let Ok(Ok(read)) = tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await else {
+            return false;
+        };
+        if read == 0 {
+            return false;
+        }
+        if read == buffer.len() || !HTTP2_PREFACE.starts_with(&buffer[..read]) {
+            return true;
+        }
+        // Part of the preface arrived. peek returns at once while data is queued (and then
+        // beats any timeout), so pause before looking again and watch the deadline here.
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes and container engines send).
@@ -122,12 +155,14 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The address in a form clients can use: `0.0.0.0` becomes `127.0.0.1`.
-pub fn local_url(address: SocketAddr) -> String {
-    let host = if address.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        address.ip().to_string()
-    };
-    format!("http://{host}:{}", address.port())
+/// The address in a form clients can use: an unspecified address becomes loopback.
+pub fn local_url(mut address: SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        address.set_ip(if address.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{address}")
 }

@@ -17,7 +17,6 @@ use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
 use super::pagination::{self, Page};
 use crate::AppState;
 use crate::db;
-use crate::db::versioned::Versioned;
 use crate::domain::page::{Direction, PageSize};
 use crate::domain::task::{self as domain, TaskSort};
 
@@ -124,13 +123,18 @@ impl From<CreateTask> for domain::NewTask {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTask {
     /// Moves the task to another project.
+    #[serde(default, deserialize_with = "super::validation::not_null")]
+    #[schema(nullable = false)]
     pub project_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "super::validation::not_null")]
     #[validate(
         custom(function = "super::validation::single_line"),
         length(min = 1, max = 200, message = "must be 1 to 200 characters")
     )]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, nullable = false)]
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "super::validation::not_null")]
+    #[schema(nullable = false)]
     pub status: Option<TaskStatus>,
     #[serde(default, deserialize_with = "rfc3339_present")]
     #[schema(value_type = Option<OffsetDateTime>)]
@@ -311,12 +315,14 @@ async fn update_task(
     Valid(body): Valid<UpdateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
     let expected = if_match.required()?;
-    let mut conn = state.db.acquire().await?;
-    match db::tasks::update(&mut conn, id, expected, &body.into()).await? {
-        Versioned::Applied(task) => Ok((etag(task.version), Json(Task::from(task)))),
-        Versioned::NotFound => Err(ApiError::NotFound(NOT_FOUND)),
-        Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current }),
+    let changes = domain::TaskChanges::from(body);
+    if changes.is_empty() {
+        return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
+    let mut conn = state.db.acquire().await?;
+    let outcome = db::tasks::update(&mut conn, id, expected, &changes).await?;
+    let task = if_match.outcome(outcome, NOT_FOUND)?;
+    Ok((etag(task.version), Json(Task::from(task))))
 }
 
 /// Delete a task
@@ -336,9 +342,7 @@ async fn delete_task(
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     let mut conn = state.db.acquire().await?;
-    match db::tasks::delete(&mut conn, id, if_match.expected()).await? {
-        Versioned::Applied(()) => Ok(StatusCode::NO_CONTENT),
-        Versioned::NotFound => Err(ApiError::NotFound(NOT_FOUND)),
-        Versioned::Stale { current } => Err(ApiError::PreconditionFailed { current }),
-    }
+    let outcome = db::tasks::delete(&mut conn, id, if_match.expected()).await?;
+    if_match.outcome(outcome, NOT_FOUND)?;
+    Ok(StatusCode::NO_CONTENT)
 }

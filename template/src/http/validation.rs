@@ -1,6 +1,7 @@
 //! Field rules and helpers shared by request bodies; the rules plug into `validator` through
 //! `#[validate(custom(function = ...))]`.
 
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use validator::ValidationError;
 
@@ -15,6 +16,26 @@ pub fn single_line(value: &str) -> Result<(), ValidationError> {
         );
     }
     Ok(())
+}
+
+/// Free text: anything PostgreSQL can store, which excludes the NUL character.
+pub fn no_nul(value: &str) -> Result<(), ValidationError> {
+    if value.contains('\0') {
+        return Err(ValidationError::new("nul").with_message("must not contain the NUL character".into()));
+    }
+    Ok(())
+}
+
+/// For optional fields of a partial update that cannot be cleared: an absent field stays
+/// `None`, and `null` is refused instead of being silently ignored.
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer)?
+        .map(Some)
+        .ok_or_else(|| D::Error::custom("null is not allowed here; omit the field to keep its value"))
 }
 
 /// For `Option<Option<T>>` fields with `#[serde(default)]`: an absent field stays `None`,

@@ -2,9 +2,11 @@
 //! its own database, plus a client and shortcuts for the requests tests make.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::routing::{MethodRouter, get};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use service::config::{Config, DatabaseConfig, Environment, LogConfig, ServerConfig};
@@ -13,7 +15,7 @@ use service::http::server;
 use service::{AppState, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::database::TestDatabase;
@@ -48,15 +50,15 @@ impl TestApp {
         Self::spawn_with(|_| {}, Router::new()).await
     }
 
-    /// Spawns the service with adjusted settings and extra routes, which run through the
-    /// same middleware as the real ones (for probing timeouts, panics and limits).
+    /// Spawns the service with adjusted settings and extra API routes, which run behind the
+    /// same limits and middleware as the real ones (for probing timeouts, panics and limits).
     pub async fn spawn_with(configure: impl FnOnce(&mut Config), extra_routes: Router<AppState>) -> Self {
         let database = TestDatabase::migrated().await;
         let mut config = test_config(&database.url);
         configure(&mut config);
         let db = Database::connect(&config.database).expect("valid database settings");
         let state = AppState::new(config, db);
-        let router = http::with_middleware(http::routes().merge(extra_routes), &state).with_state(state.clone());
+        let router = http::assemble(http::api_routes().merge(extra_routes), state.clone());
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let address = listener.local_addr().expect("local address");
@@ -173,4 +175,45 @@ pub async fn raw_exchange(address: SocketAddr, request: &[u8]) -> String {
     let mut received = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
     String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Parks requests in a probe handler until the test releases them, and tells the test when
+/// one has arrived, so tests order events without sleeping.
+#[derive(Clone)]
+pub struct Gate {
+    entered: Arc<Notify>,
+    open: Arc<Semaphore>,
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Self {
+            entered: Arc::new(Notify::new()),
+            open: Arc::new(Semaphore::new(0)),
+        }
+    }
+
+    /// A GET and POST route whose requests wait at the gate, then answer 200.
+    pub fn route(&self) -> MethodRouter<AppState> {
+        let gate = self.clone();
+        let handler = move || {
+            let gate = gate.clone();
+            async move {
+                gate.entered.notify_one();
+                let _ = gate.open.acquire().await.map(SemaphorePermit::forget);
+                "released"
+            }
+        };
+        get(handler.clone()).post(handler)
+    }
+
+    /// Waits until a request has reached the handler.
+    pub async fn entered(&self) {
+        self.entered.notified().await;
+    }
+
+    /// Lets every waiting and future request through.
+    pub fn open(&self) {
+        self.open.add_permits(Semaphore::MAX_PERMITS / 2);
+    }
 }

@@ -2,8 +2,6 @@
 //! panics, compression, CORS and security headers. Probe routes added here run through the
 //! same stack as the real ones.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -11,11 +9,12 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 use service::AppState;
+use service::db::DbError;
 use service::http::error::ApiError;
 use service::http::extract::{Json, Valid};
 use validator::Validate;
 
-use crate::helpers::{TestApp, json, problem, raw_exchange};
+use crate::helpers::{Gate, TestApp, json, problem, raw_exchange};
 
 #[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
@@ -30,11 +29,6 @@ async fn echo(Valid(body): Valid<Echo>) -> Json<serde_json::Value> {
     Json(json!({ "name": body.name, "count": body.count }))
 }
 
-async fn slow() -> &'static str {
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    "done"
-}
-
 async fn panics() -> &'static str {
     panic!("probe route panicked on purpose")
 }
@@ -44,16 +38,31 @@ async fn needs_a_connection(State(state): State<AppState>) -> Result<&'static st
     Ok("connected")
 }
 
-fn probes() -> Router<AppState> {
+async fn sleeps_in_the_database(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    sqlx::query("SELECT pg_sleep(2)")
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError::from)?;
+    Ok("slept")
+}
+
+fn probes(gate: &Gate) -> Router<AppState> {
     Router::new()
         .route("/probe/echo", post(echo))
-        .route("/probe/slow", get(slow))
+        .route("/probe/hold", gate.route())
         .route("/probe/panic", get(panics))
         .route("/probe/db", get(needs_a_connection))
+        .route("/probe/sleep", get(sleeps_in_the_database))
 }
 
 async fn spawn_with(configure: impl FnOnce(&mut service::config::Config)) -> TestApp {
-    TestApp::spawn_with(configure, probes()).await
+    TestApp::spawn_with(configure, probes(&Gate::new())).await
+}
+
+async fn spawn_gated(configure: impl FnOnce(&mut service::config::Config)) -> (TestApp, Gate) {
+    let gate = Gate::new();
+    (TestApp::spawn_with(configure, probes(&gate)).await, gate)
 }
 
 #[tokio::test]
@@ -241,27 +250,54 @@ async fn a_panicking_handler_is_a_500_problem_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
-async fn a_handler_over_the_request_timeout_is_a_503_problem() {
+async fn a_handler_over_the_request_timeout_is_a_503_problem_and_only_safe_methods_may_retry() {
     let app = spawn_with(|config| config.server.request_timeout_secs = 1).await;
 
-    let response = app.get("/probe/slow").await;
+    let read = app.get("/probe/hold").await;
+    let write = app.request(Method::POST, "/probe/hold").send().await.expect("request");
 
-    assert!(response.headers().contains_key("retry-after"));
-    problem(response, 503).await;
+    assert_eq!(read.headers()["retry-after"], "1");
+    problem(read, 503).await;
+    assert!(
+        write.headers().get("retry-after").is_none(),
+        "a timed-out write may have been applied"
+    );
+    let body = problem(write, 503).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("may or may not")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
-async fn requests_beyond_the_concurrency_limit_are_shed_with_503() {
-    let app = spawn_with(|config| config.server.max_concurrent_requests = 1).await;
-    let busy = tokio::spawn(app.request(Method::GET, "/probe/slow").send());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+async fn api_requests_beyond_the_concurrency_limit_are_shed_while_probes_still_answer() {
+    let (app, gate) = spawn_gated(|config| config.server.max_concurrent_requests = 1).await;
+    let busy = tokio::spawn(app.request(Method::GET, "/probe/hold").send());
+    gate.entered().await;
 
-    let shed = app.get("/health/live").await;
+    let shed = app.get("/probe/db").await;
+    let live = app.get("/health/live").await;
+    let ready = app.get("/health/ready").await;
 
     assert_eq!(shed.headers()["retry-after"], "1");
     problem(shed, 503).await;
+    assert_eq!(live.status(), 200, "liveness must not be shed");
+    assert_eq!(ready.status(), 200, "readiness must not be shed");
+    gate.open();
     let busy = busy.await.expect("task").expect("request");
     assert_eq!(busy.status(), 200, "the request holding the slot completes");
+}
+
+#[tokio::test]
+async fn a_statement_over_the_statement_timeout_is_a_503_problem() {
+    let app = spawn_with(|config| config.database.statement_timeout_ms = 100).await;
+
+    let response = app.get("/probe/sleep").await;
+
+    let body = problem(response, 503).await;
+    assert_eq!(body["detail"], "the database did not answer in time");
 }
 
 #[tokio::test]
@@ -323,4 +359,25 @@ async fn cors_allows_only_configured_origins() {
         "https://app.example.com"
     );
     assert!(refused.headers().get("access-control-allow-origin").is_none());
+
+    let simple = app
+        .request(Method::GET, "/probe/panic")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await;
+    let simple = simple.expect("request");
+    assert_eq!(simple.status(), 500);
+    assert_eq!(
+        simple.headers()["access-control-allow-origin"],
+        "https://app.example.com",
+        "even on a panic"
+    );
+    let exposed = simple.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_lowercase();
+    assert!(
+        exposed.contains("etag") && exposed.contains("x-request-id"),
+        "{exposed}"
+    );
 }

@@ -9,6 +9,15 @@ async fn requests_are_counted_by_route_template_and_pool_gauges_are_exported() {
         assert_eq!(app.get("/health/ready").await.status(), 200);
     }
     assert_eq!(app.get("/no/such/route").await.status(), 404);
+    let odd_method = reqwest::Method::from_bytes(b"FROBNICATE").expect("token");
+    assert_eq!(
+        app.request(odd_method, "/health/live")
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        405
+    );
 
     let response = app.get("/metrics").await;
 
@@ -29,6 +38,11 @@ async fn requests_are_counted_by_route_template_and_pool_gauges_are_exported() {
     );
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
     assert!(!text.contains("/no/such/route"), "raw paths must not become labels");
+    assert!(
+        text.contains(r#"method="OTHER",route="/health/live",status="405""#),
+        "{text}"
+    );
+    assert!(!text.contains("FROBNICATE"), "unknown methods must not become labels");
     for gauge in [
         "db_pool_connections",
         "db_pool_idle_connections",

@@ -1,8 +1,11 @@
-//! Migrations apply, report their state, and revert cleanly.
+//! Migrations apply, report their state, and revert cleanly: the service's own, and a fixture
+//! set that pins down the revert logic however many migrations the service has.
 
 use service::config::DatabaseConfig;
 use service::db::Database;
 use service::db::migrate::{self, MIGRATOR};
+use sqlx::SqlStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::database::TestDatabase;
 
@@ -14,53 +17,69 @@ fn database(test_db: &TestDatabase) -> Database {
     Database::connect(&config).expect("valid settings")
 }
 
-fn count_up_migrations() -> usize {
-    MIGRATOR
+fn up_migrations(migrator: &Migrator) -> usize {
+    migrator
         .iter()
         .filter(|migration| migration.migration_type.is_up_migration())
         .count()
 }
 
+/// Tables `first` and `second`, each with a down migration, and `third` without one.
+fn fixture() -> Migrator {
+    let migration =
+        |version, kind, sql| Migration::new(version, "fixture".into(), kind, SqlStr::from_static(sql), false);
+    Migrator::with_migrations(vec![
+        migration(1, MigrationType::ReversibleUp, "CREATE TABLE first (id int)"),
+        migration(1, MigrationType::ReversibleDown, "DROP TABLE first"),
+        migration(2, MigrationType::ReversibleUp, "CREATE TABLE second (id int)"),
+        migration(2, MigrationType::ReversibleDown, "DROP TABLE second"),
+    ])
+}
+
+async fn tables(db: &Database) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("list tables")
+}
+
 #[tokio::test]
-async fn every_migration_reverts_and_applies_again() {
+async fn the_services_migrations_revert_completely_and_apply_again() {
     let test_db = TestDatabase::empty().await;
     let db = database(&test_db);
     let pool = db.pool();
 
-    let pending = migrate::status(pool).await.expect("status");
-    assert_eq!(pending.len(), count_up_migrations());
+    let pending = migrate::status(&MIGRATOR, pool).await.expect("status");
+    assert_eq!(pending.len(), up_migrations(&MIGRATOR));
     assert!(pending.iter().all(|migration| !migration.applied));
 
-    migrate::run(pool).await.expect("apply");
+    migrate::run(&MIGRATOR, pool).await.expect("apply");
     assert!(
-        migrate::status(pool)
+        migrate::status(&MIGRATOR, pool)
             .await
             .expect("status")
             .iter()
-            .all(|migration| migration.applied)
+            .all(|m| m.applied)
     );
 
-    let reverted = migrate::revert(pool, None).await.expect("revert all");
-    assert_eq!(reverted.len(), count_up_migrations());
-    assert!(
-        reverted.windows(2).all(|pair| pair[0] > pair[1]),
-        "newest first: {reverted:?}"
+    let reverted = migrate::revert(&MIGRATOR, pool, None).await.expect("revert all");
+    assert_eq!(reverted.len(), up_migrations(&MIGRATOR));
+    assert_eq!(
+        tables(&db).await,
+        Vec::<String>::new(),
+        "down migrations must undo the up migrations"
     );
-    let tables: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("count tables");
-    assert_eq!(tables, 0, "down migrations must remove what the up migrations created");
 
-    migrate::run(pool).await.expect("apply again");
+    migrate::run(&MIGRATOR, pool).await.expect("apply again");
     assert!(
-        migrate::status(pool)
+        migrate::status(&MIGRATOR, pool)
             .await
             .expect("status")
             .iter()
-            .all(|migration| migration.applied)
+            .all(|m| m.applied)
     );
     db.close().await;
 }
@@ -69,20 +88,54 @@ async fn every_migration_reverts_and_applies_again() {
 async fn reverting_one_step_reverts_only_the_newest_migration() {
     let test_db = TestDatabase::empty().await;
     let db = database(&test_db);
-    let pool = db.pool();
-    migrate::run(pool).await.expect("apply");
+    let migrator = fixture();
+    migrate::run(&migrator, db.pool()).await.expect("apply");
+    assert_eq!(tables(&db).await, ["first", "second"]);
 
-    let reverted = migrate::revert(pool, Some(1)).await.expect("revert one");
+    let reverted = migrate::revert(&migrator, db.pool(), Some(1))
+        .await
+        .expect("revert one");
 
-    let newest = MIGRATOR.iter().map(|migration| migration.version).max();
-    assert_eq!(reverted.first().copied(), newest);
-    assert!(reverted.len() <= 1);
-    let applied = migrate::status(pool)
+    assert_eq!(reverted, [2]);
+    assert_eq!(tables(&db).await, ["first"]);
+    let applied: Vec<(i64, bool)> = migrate::status(&migrator, db.pool())
         .await
         .expect("status")
-        .iter()
-        .filter(|m| m.applied)
-        .count();
-    assert_eq!(applied, count_up_migrations().saturating_sub(1));
+        .into_iter()
+        .map(|migration| (migration.version, migration.applied))
+        .collect();
+    assert_eq!(applied, [(1, true), (2, false)]);
+
+    assert_eq!(
+        migrate::revert(&migrator, db.pool(), Some(5))
+            .await
+            .expect("revert the rest"),
+        [1]
+    );
+    assert_eq!(
+        migrate::revert(&migrator, db.pool(), None).await.expect("nothing left"),
+        Vec::<i64>::new()
+    );
+    db.close().await;
+}
+
+#[tokio::test]
+async fn a_migration_without_a_down_file_is_not_reported_as_reverted() {
+    let test_db = TestDatabase::empty().await;
+    let db = database(&test_db);
+    let one_way = Migrator::with_migrations(vec![Migration::new(
+        7,
+        "one way".into(),
+        MigrationType::ReversibleUp,
+        SqlStr::from_static("CREATE TABLE kept (id int)"),
+        false,
+    )]);
+    migrate::run(&one_way, db.pool()).await.expect("apply");
+
+    let refused = migrate::revert(&one_way, db.pool(), None).await;
+
+    let message = refused.expect_err("must refuse").to_string();
+    assert!(message.contains("7 has no .down.sql"), "{message}");
+    assert_eq!(tables(&db).await, ["kept"]);
     db.close().await;
 }

@@ -122,9 +122,9 @@ fn migrating_an_unreachable_database_says_what_to_check() {
 }
 
 /// Starts `serve` with JSON logs; stdout is piped for the test to read.
-fn serve(database: &TestDatabase, port: u16) -> Child {
+fn serve(database_url: &str, port: u16) -> Child {
     binary(&["serve"])
-        .env("DATABASE_URL", &database.url)
+        .env("DATABASE_URL", database_url)
         .env("APP_CONFIG_DIR", config_dir())
         .env("APP_SERVER__HOST", "127.0.0.1")
         .env("APP_SERVER__PORT", port.to_string())
@@ -153,7 +153,7 @@ async fn wait_until_live(port: u16) {
 async fn serve_logs_json_with_request_ids_and_exits_cleanly_on_sigterm() {
     let database = TestDatabase::migrated().await;
     let port = free_port();
-    let child = serve(&database, port);
+    let child = serve(&database.url, port);
     wait_until_live(port).await;
 
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
@@ -165,26 +165,8 @@ async fn serve_logs_json_with_request_ids_and_exits_cleanly_on_sigterm() {
         .expect("request");
     assert_eq!(response.status(), 200);
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(terminated.success());
-    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert_eq!(
-        status.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-
-    let lines: Vec<serde_json::Value> = BufReader::new(status.stdout.as_slice())
-        .lines()
-        .map(|line| serde_json::from_str(&line.expect("utf-8")).expect("every log line is JSON"))
-        .collect();
+    let (code, lines) = terminate(child).await;
+    assert_eq!(code, Some(0));
     let finished = lines
         .iter()
         .find(|line| line["message"] == "request finished" && line["span"]["request_id"] == "trace-me-42")
@@ -195,6 +177,63 @@ async fn serve_logs_json_with_request_ids_and_exits_cleanly_on_sigterm() {
     assert!(finished["latency_ms"].as_f64().is_some());
     assert!(lines.iter().any(|line| line["message"] == "received SIGTERM"));
     assert!(lines.iter().any(|line| line["message"] == "stopped"));
-    let all = String::from_utf8_lossy(&status.stdout);
-    assert!(!all.contains(&database.url), "the database URL must never be logged");
+}
+
+/// Sends SIGTERM and returns the exit code and the JSON log lines.
+async fn terminate(child: Child) -> (Option<i32>, Vec<serde_json::Value>) {
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(terminated.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let lines = BufReader::new(output.stdout.as_slice())
+        .lines()
+        .map(|line| serde_json::from_str(&line.expect("utf-8")).expect("every log line is JSON"))
+        .collect();
+    (output.status.code(), lines)
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_logged_without_its_password_and_readiness_reports_it() {
+    let port = free_port();
+    let url = format!("postgres://app:hunter2-secret@127.0.0.1:{}/app", free_port());
+    let child = serve(&url, port);
+    wait_until_live(port).await;
+
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let ready = client
+        .get(format!("http://127.0.0.1:{port}/health/ready"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ready.status(), 503);
+
+    let (code, lines) = terminate(child).await;
+    assert_eq!(code, Some(0));
+    let text = lines.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("database unreachable at start"), "{text}");
+    assert!(text.contains("readiness: postgres is down"), "{text}");
+    assert!(!text.contains("hunter2-secret"), "the password reached the log: {text}");
+}
+
+#[tokio::test]
+async fn variables_kubernetes_injects_are_ignored_but_misspelt_settings_are_not() {
+    let database = TestDatabase::migrated().await;
+    let status = |extra: (&str, &str)| {
+        binary(&["migrate", "status"])
+            .env("DATABASE_URL", &database.url)
+            .env(extra.0, extra.1)
+            .output()
+            .expect("run")
+    };
+
+    let injected = status(("APP_PORT", "tcp://10.0.0.7:80"));
+    assert!(injected.status.success(), "{}", stderr_of(&injected));
+    let misspelt = status(("APP_SERVER__PROT", "8080"));
+    assert_eq!(misspelt.status.code(), Some(1));
+    assert!(stderr_of(&misspelt).contains("prot"), "{}", stderr_of(&misspelt));
 }

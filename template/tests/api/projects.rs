@@ -116,10 +116,42 @@ async fn pages_walk_every_project_once_in_order() {
     }
 
     assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
-    let descending = json(app.get("/api/v1/projects?sort=-name&limit=100").await).await;
-    let first = descending["items"][0]["name"].clone();
-    assert_eq!(first, "echo");
-    assert!(descending.get("next_cursor").is_none());
+    let mut descending = Vec::new();
+    let mut path = "/api/v1/projects?sort=-name&limit=2".to_owned();
+    loop {
+        let page = json(app.get(&path).await).await;
+        descending.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|item| item["name"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/projects?sort=-name&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(descending, ["echo", "delta", "charlie", "bravo", "alpha"]);
+}
+
+#[tokio::test]
+async fn the_default_order_is_newest_first_across_pages() {
+    let app = TestApp::spawn().await;
+    for name in ["first", "second", "third"] {
+        create(&app, name).await;
+    }
+
+    let first = json(app.get("/api/v1/projects?limit=2").await).await;
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    let second = json(app.get(&format!("/api/v1/projects?limit=2&cursor={cursor}")).await).await;
+
+    let names: Vec<&Value> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["items"].as_array().expect("items"))
+        .map(|item| &item["name"])
+        .collect();
+    assert_eq!(names, ["third", "second", "first"]);
 }
 
 #[tokio::test]
@@ -129,10 +161,18 @@ async fn page_sizes_are_clamped_and_sorts_and_cursors_are_checked() {
         create(&app, name).await;
     }
 
+    sqlx::query(
+        "INSERT INTO projects (id, name) SELECT gen_random_uuid(), 'bulk ' || n FROM generate_series(1, 120) n",
+    )
+    .execute(app.state.db.pool())
+    .await
+    .expect("bulk insert");
+
     let smallest = json(app.get("/api/v1/projects?limit=0").await).await;
     assert_eq!(smallest["items"].as_array().expect("items").len(), 1);
     let largest = json(app.get("/api/v1/projects?limit=100000").await).await;
-    assert_eq!(largest["items"].as_array().expect("items").len(), 3);
+    assert_eq!(largest["items"].as_array().expect("items").len(), 100);
+    assert!(largest["next_cursor"].is_string());
 
     problem(app.get("/api/v1/projects?sort=password").await, 400).await;
     problem(app.get("/api/v1/projects?colour=blue").await, 400).await;
@@ -193,7 +233,74 @@ async fn updates_need_the_current_version() {
     let cleared = json(app.patch(&path, Some("*"), &json!({ "description": null })).await).await;
     assert_eq!(cleared["description"], Value::Null);
     assert_eq!(cleared["name"], "Gemini 2", "omitted fields stay");
-    problem(app.patch(&path, Some("W/\"3\""), &json!({})).await, 400).await;
+    let version = cleared["version"].as_i64().expect("version");
+
+    problem(app.patch(&path, Some(&format!("\"{version}\"")), &json!({})).await, 422).await;
+    problem(
+        app.patch(&path, Some(&format!("\"{version}\"")), &json!({ "name": null }))
+            .await,
+        422,
+    )
+    .await;
+    problem(app.patch(&path, Some("3"), &json!({ "name": "x" })).await, 400).await;
+    // Weak tags never match under strong comparison; a list matches any of its tags.
+    problem(
+        app.patch(&path, Some(&format!("W/\"{version}\"")), &json!({ "name": "x" }))
+            .await,
+        412,
+    )
+    .await;
+    let listed = app
+        .patch(
+            &path,
+            Some(&format!("\"1\", \"{version}\"")),
+            &json!({ "name": "Gemini 3" }),
+        )
+        .await;
+    assert_eq!(listed.status(), 200);
+}
+
+#[tokio::test]
+async fn a_precondition_on_a_missing_project_fails_instead_of_404() {
+    let app = TestApp::spawn().await;
+    let path = format!("/api/v1/projects/{}", uuid::Uuid::new_v4());
+
+    problem(app.patch(&path, Some("*"), &json!({ "name": "ghost" })).await, 412).await;
+    problem(app.delete(&path, Some("\"1\"")).await, 412).await;
+    problem(app.delete(&path, None).await, 404).await;
+}
+
+#[tokio::test]
+async fn of_two_concurrent_updates_from_the_same_version_exactly_one_wins() {
+    let app = TestApp::spawn().await;
+    let (project, etag) = create(&app, "Race").await;
+    let path = format!("/api/v1/projects/{}", project["id"].as_str().expect("id"));
+
+    let (left, right) = (json!({ "description": "left" }), json!({ "description": "right" }));
+    let (left, right) = tokio::join!(
+        app.patch(&path, Some(&etag), &left),
+        app.patch(&path, Some(&etag), &right)
+    );
+
+    let mut statuses = [left.status().as_u16(), right.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 412]);
+    assert_eq!(json(app.get(&path).await).await["version"], 2);
+}
+
+#[tokio::test]
+async fn text_postgresql_cannot_store_is_refused_as_invalid() {
+    let app = TestApp::spawn().await;
+
+    let body = problem(
+        app.post("/api/v1/projects", &json!({ "name": "Nul", "description": "a\u{0}b" }))
+            .await,
+        422,
+    )
+    .await;
+
+    assert_eq!(body["errors"][0]["field"], "description");
+    assert_eq!(body["errors"][0]["code"], "nul");
 }
 
 #[tokio::test]

@@ -3,21 +3,15 @@
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::get;
 use reqwest::Method;
 use service::AppState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Gate, TestApp, json};
 
-async fn slow() -> &'static str {
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    "finished"
-}
-
-fn probes() -> Router<AppState> {
-    Router::new().route("/probe/slow", get(slow))
+fn probes(gate: &Gate) -> Router<AppState> {
+    Router::new().route("/probe/hold", gate.route())
 }
 
 /// Reads until the server closes the connection; returns how long that took and what it sent.
@@ -32,9 +26,13 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Duration, Vec
     (started.elapsed(), received)
 }
 
+async fn with_header_timeout() -> TestApp {
+    TestApp::spawn_with(|config| config.server.header_read_timeout_secs = 1, Router::new()).await
+}
+
 #[tokio::test]
 async fn a_client_that_sends_nothing_is_disconnected() {
-    let app = TestApp::spawn_with(|config| config.server.header_read_timeout_secs = 1, Router::new()).await;
+    let app = with_header_timeout().await;
     let mut stream = TcpStream::connect(app.address).await.expect("connect");
 
     let (elapsed, received) = until_closed(&mut stream, Duration::from_secs(5)).await;
@@ -45,7 +43,7 @@ async fn a_client_that_sends_nothing_is_disconnected() {
 
 #[tokio::test]
 async fn a_client_that_stalls_mid_headers_is_disconnected() {
-    let app = TestApp::spawn_with(|config| config.server.header_read_timeout_secs = 1, Router::new()).await;
+    let app = with_header_timeout().await;
     let mut stream = TcpStream::connect(app.address).await.expect("connect");
     stream
         .write_all(b"GET /health/live HTTP/1.1\r\nhost: test\r\n")
@@ -55,6 +53,33 @@ async fn a_client_that_stalls_mid_headers_is_disconnected() {
     let (elapsed, _) = until_closed(&mut stream, Duration::from_secs(5)).await;
 
     assert!(elapsed >= Duration::from_millis(900), "closed too early: {elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_the_http2_preface_is_disconnected() {
+    let app = with_header_timeout().await;
+    let mut stream = TcpStream::connect(app.address).await.expect("connect");
+    stream.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+
+    let (elapsed, received) = until_closed(&mut stream, Duration::from_secs(5)).await;
+
+    assert!(received.is_empty());
+    assert!(elapsed >= Duration::from_millis(900), "closed too early: {elapsed:?}");
+}
+
+#[tokio::test]
+async fn http2_clients_are_served() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+
+    let response = client.get(app.url("/health/live")).send().await.expect("request");
+
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(json(response).await["status"], "up");
 }
 
 #[tokio::test]
@@ -90,18 +115,22 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
-    let mut app = TestApp::spawn_with(|_| {}, probes()).await;
-    let in_flight = tokio::spawn(app.request(Method::GET, "/probe/slow").send());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gate = Gate::new();
+    let mut app = TestApp::spawn_with(|_| {}, probes(&gate)).await;
+    let in_flight = tokio::spawn(app.request(Method::GET, "/probe/hold").send());
+    gate.entered().await;
 
     let server = app.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    while TcpStream::connect(app.address).await.is_ok() {
+        tokio::task::yield_now().await;
+    }
 
     assert!(app.state.lifecycle.is_draining());
-    assert!(TcpStream::connect(app.address).await.is_err(), "the listener is closed");
+    assert!(!server.is_finished(), "the server waits for the request in flight");
+    gate.open();
     let response = in_flight.await.expect("task").expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.expect("body"), "finished");
+    assert_eq!(response.text().await.expect("body"), "released");
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("drained")
@@ -109,18 +138,46 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
 }
 
 #[tokio::test]
-async fn shutdown_gives_up_on_requests_that_outlast_the_deadline() {
-    let mut app = TestApp::spawn_with(|config| config.server.shutdown_timeout_secs = 1, probes()).await;
-    let started = Instant::now();
-    let in_flight = tokio::spawn(app.request(Method::GET, "/probe/slow").send());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+async fn during_the_shutdown_delay_readiness_fails_but_requests_are_still_served() {
+    let mut app = TestApp::spawn_with(|config| config.server.shutdown_delay_secs = 2, Router::new()).await;
 
+    let server = app.begin_shutdown();
+    while !app.state.lifecycle.is_draining() {
+        tokio::task::yield_now().await;
+    }
+
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(json(ready).await["draining"], true);
+    assert_eq!(app.get("/health/live").await.status(), 200);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("stopped")
+        .expect("server task");
+    assert!(
+        TcpStream::connect(app.address).await.is_err(),
+        "the listener is closed after the delay"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_cuts_off_requests_that_outlast_the_deadline() {
+    let gate = Gate::new();
+    let mut app = TestApp::spawn_with(|config| config.server.shutdown_timeout_secs = 1, probes(&gate)).await;
+    let in_flight = tokio::spawn(app.request(Method::GET, "/probe/hold").send());
+    gate.entered().await;
+
+    let started = Instant::now();
     app.shut_down().await;
 
     let elapsed = started.elapsed();
     assert!(
-        elapsed < Duration::from_millis(1900),
-        "the server waited for the slow request: {elapsed:?}"
+        elapsed < Duration::from_secs(5),
+        "the server waited for the stuck request: {elapsed:?}"
     );
-    in_flight.abort();
+    let outcome = in_flight.await.expect("task");
+    assert!(
+        outcome.is_err(),
+        "the stuck request's connection is closed: {outcome:?}"
+    );
 }

@@ -148,6 +148,36 @@ async fn tasks_are_filtered_by_project_and_status_and_sorted_by_title() {
 }
 
 #[tokio::test]
+async fn pages_of_equal_titles_neither_repeat_nor_skip_a_task() {
+    let app = TestApp::spawn().await;
+    let project_id = project(&app, "Ties").await;
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        created.push(task(&app, json!({ "project_id": project_id, "title": "same" })).await["id"].clone());
+    }
+
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/tasks?sort=title&limit=1".to_owned();
+    loop {
+        let page = json(app.get(&path).await).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|item| item["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/tasks?sort=title&limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+
+    created.sort_by_key(ToString::to_string);
+    assert_eq!(seen, created, "ties are broken by id, in order");
+}
+
+#[tokio::test]
 async fn a_task_moves_between_projects_and_changes_status() {
     let app = TestApp::spawn().await;
     let apollo = project(&app, "Apollo").await;
@@ -174,6 +204,8 @@ async fn a_task_moves_between_projects_and_changes_status() {
     assert_eq!(moved["due_at"], Value::Null);
     assert_eq!(moved["title"], "Dock");
 
+    problem(app.patch(&path, Some("\"2\""), &json!({ "title": null })).await, 422).await;
+    problem(app.patch(&path, Some("\"2\""), &json!({ "status": null })).await, 422).await;
     let nowhere = json!({ "project_id": uuid::Uuid::new_v4() });
     problem(app.patch(&path, Some("\"2\""), &nowhere).await, 422).await;
     problem(app.patch(&path, Some("\"1\""), &json!({ "title": "stale" })).await, 412).await;

@@ -9,12 +9,16 @@ use anyhow::{Context, bail};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::flags::{Backend, Db, DbUp};
-use crate::project::{self, dotenv_set, works};
+use crate::project::{self, dotenv_get, dotenv_set, works};
 
 pub fn run(command: Db) -> anyhow::Result<()> {
     let sh = project::shell()?;
     match command {
-        Db::Up(up) => up_and_report(&sh, &up),
+        Db::Up(up) => {
+            let url = up_database(&sh, &up)?;
+            println!("DATABASE_URL={url} (in .env; `cargo xtask db migrate` creates the database and its schema)");
+            Ok(())
+        }
         Db::Down => down(&sh),
         Db::Migrate => migrate(&sh, &["run"]),
         Db::Revert { steps, all } => {
@@ -37,36 +41,37 @@ pub fn run(command: Db) -> anyhow::Result<()> {
     }
 }
 
-fn up_and_report(sh: &Shell, up: &DbUp) -> anyhow::Result<()> {
-    let url = up_database(sh, up)?;
-    println!("DATABASE_URL={url}");
-    println!("(written to .env; `cargo xtask db migrate` creates the database and applies migrations)");
-    Ok(())
-}
-
 /// Starts PostgreSQL if needed, writes DATABASE_URL to `.env` and returns it.
 pub fn up_database(sh: &Shell, up: &DbUp) -> anyhow::Result<String> {
     let backend = match up.backend {
         Some(backend) => backend,
         None => detect(sh)?,
     };
-    match backend {
+    let port = match backend {
         Backend::Docker | Backend::Podman => compose_up(sh, backend, up.port)?,
         Backend::Local => local_up(sh, up.port)?,
-    }
+    };
+    std::fs::create_dir_all(project::root().join("target"))?;
     std::fs::write(state_file(), backend_name(backend))?;
-    let url = format!(
-        "postgres://postgres:postgres@127.0.0.1:{}/{}",
-        up.port,
-        database_name()?
-    );
+    let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/{}", database_name()?);
+    if let Some(previous) = dotenv_get("DATABASE_URL").filter(|previous| *previous != url) {
+        println!(
+            "replacing DATABASE_URL in .env (it pointed at {})",
+            without_password(&previous)
+        );
+    }
     dotenv_set("DATABASE_URL", &url)?;
     Ok(url)
 }
 
+/// Whether `db up` started a server that is still recorded as running.
+pub fn is_managed() -> bool {
+    state_file().exists()
+}
+
 fn down(sh: &Shell) -> anyhow::Result<()> {
     let backend = std::fs::read_to_string(state_file()).unwrap_or_default();
-    match backend.trim() {
+    let stopped = match backend.trim() {
         "docker" => compose(sh, Backend::Docker, &["down"]),
         "podman" => compose(sh, Backend::Podman, &["down"]),
         "local" => local_down(sh),
@@ -74,16 +79,32 @@ fn down(sh: &Shell) -> anyhow::Result<()> {
             println!("no development database was started by `cargo xtask db up`");
             Ok(())
         }
-    }?;
+    };
+    // Forget the server even when stopping failed: it is most likely gone already.
     let _ = std::fs::remove_file(state_file());
-    Ok(())
+    stopped
 }
 
 fn migrate(sh: &Shell, args: &[&str]) -> anyhow::Result<()> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        // The environment wins over .env; say so, since it may be a database you care about.
+        println!("using DATABASE_URL from the environment: {}", without_password(&url));
+    }
     let mut all = vec!["migrate"];
     all.extend_from_slice(args);
     project::service(sh, &all).run()?;
     Ok(())
+}
+
+/// `postgres://user:secret@host/db` without the secret, for messages.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Picks compose when docker or podman has a running engine, else the local binaries.
@@ -126,9 +147,10 @@ fn database_name() -> anyhow::Result<String> {
     Ok(name.replace('-', "_"))
 }
 
-fn compose_up(sh: &Shell, backend: Backend, port: u16) -> anyhow::Result<()> {
+fn compose_up(sh: &Shell, backend: Backend, port: u16) -> anyhow::Result<u16> {
     let _port = sh.push_env("POSTGRES_PORT", port.to_string());
-    compose(sh, backend, &["up", "--detach", "--wait", "postgres"])
+    compose(sh, backend, &["up", "--detach", "--wait", "postgres"])?;
+    Ok(port)
 }
 
 fn compose(sh: &Shell, backend: Backend, args: &[&str]) -> anyhow::Result<()> {
@@ -144,17 +166,16 @@ fn local_dir() -> PathBuf {
     project::root().join("target").join("postgres")
 }
 
-fn local_up(sh: &Shell, port: u16) -> anyhow::Result<()> {
+/// Starts the local cluster (creating it on first use) and returns the port it listens on.
+fn local_up(sh: &Shell, port: u16) -> anyhow::Result<u16> {
     let initdb = postgres_bin("initdb").context("initdb not found; install the PostgreSQL server package")?;
     let pg_ctl = postgres_bin("pg_ctl").context("pg_ctl not found; install the PostgreSQL server package")?;
     let dir = local_dir();
-    let data = dir.join("data").display().to_string();
+    let data = dir.join("data");
     std::fs::create_dir_all(&dir)?;
-    if running_as_root(sh)? {
-        // PostgreSQL refuses to run as root; the cluster belongs to the postgres user.
-        cmd!(sh, "chown postgres {dir}").run()?;
-    }
-    if !dir.join("data").join("PG_VERSION").exists() {
+    let owner = ClusterOwner::detect(sh, &dir)?;
+    if !data.join("PG_VERSION").exists() {
+        let data = data.display().to_string();
         let args = [
             "--pgdata",
             &data,
@@ -165,49 +186,67 @@ fn local_up(sh: &Shell, port: u16) -> anyhow::Result<()> {
             "--encoding",
             "UTF8",
         ];
-        as_cluster_owner(sh, &initdb, &args)?
+        owner
+            .cmd(sh, &initdb, &args)
             .quiet()
             .ignore_stdout()
             .run()
             .context("initdb failed")?;
     }
-    if as_cluster_owner(sh, &pg_ctl, &["status", "--pgdata", &data])?
+    if let Some(running) = running_port(&data) {
+        if running != port {
+            println!("PostgreSQL is already running on port {running}; `cargo xtask db down` first to change it");
+        }
+        return Ok(running);
+    }
+    let log = dir.join("postgres.log").display().to_string();
+    // TCP only: a socket path under a deep checkout can exceed the 107-byte limit.
+    let options = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=");
+    let data = data.display().to_string();
+    owner
+        .cmd(
+            sh,
+            &pg_ctl,
+            &[
+                "start",
+                "--pgdata",
+                &data,
+                "--log",
+                &log,
+                "--wait",
+                "--options",
+                &options,
+            ],
+        )
         .quiet()
         .ignore_stdout()
         .run()
-        .is_ok()
-    {
-        println!("PostgreSQL already running from {data}");
-        return Ok(());
-    }
-    let log = dir.join("postgres.log").display().to_string();
-    let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", dir.display());
-    as_cluster_owner(
-        sh,
-        &pg_ctl,
-        &[
-            "start",
-            "--pgdata",
-            &data,
-            "--log",
-            &log,
-            "--wait",
-            "--options",
-            &options,
-        ],
-    )?
-    .quiet()
-    .ignore_stdout()
-    .run()
-    .with_context(|| format!("PostgreSQL did not start; see {log}"))?;
+        .with_context(|| format!("PostgreSQL did not start; see {log}"))?;
     println!("PostgreSQL running on port {port} from {data}");
-    Ok(())
+    Ok(port)
+}
+
+/// The port of a running cluster, read from its `postmaster.pid` (the fourth line).
+fn running_port(data: &Path) -> Option<u16> {
+    let pid_file = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    let pid: u32 = pid_file.lines().next()?.trim().parse().ok()?;
+    if !Path::new(&format!("/proc/{pid}")).exists() && cfg!(target_os = "linux") {
+        return None;
+    }
+    pid_file.lines().nth(3)?.trim().parse().ok()
 }
 
 fn local_down(sh: &Shell) -> anyhow::Result<()> {
+    let data = local_dir().join("data");
+    if running_port(&data).is_none() {
+        println!("PostgreSQL is not running");
+        return Ok(());
+    }
     let pg_ctl = postgres_bin("pg_ctl").context("pg_ctl not found")?;
-    let data = local_dir().join("data").display().to_string();
-    as_cluster_owner(sh, &pg_ctl, &["stop", "--pgdata", &data, "--mode", "fast"])?
+    let owner = ClusterOwner::detect(sh, &local_dir())?;
+    let data = data.display().to_string();
+    owner
+        .cmd(sh, &pg_ctl, &["stop", "--pgdata", &data, "--mode", "fast"])
         .quiet()
         .ignore_stdout()
         .run()?;
@@ -215,47 +254,67 @@ fn local_down(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn running_as_root(sh: &Shell) -> anyhow::Result<bool> {
-    let uid = cmd!(sh, "id -u").quiet().read().unwrap_or_default();
-    if uid.trim() != "0" {
-        return Ok(false);
-    }
-    if !works(sh, "id", &["postgres"]) {
-        bail!("running as root, but there is no postgres user to own the database cluster");
-    }
-    Ok(true)
+/// Who runs the cluster: this user, or, when this is root (which PostgreSQL refuses), the
+/// postgres user.
+enum ClusterOwner {
+    Me,
+    Postgres,
 }
 
-/// `program args...`, run as the postgres user when this process is root.
-fn as_cluster_owner<'a>(sh: &'a Shell, program: &Path, args: &[&str]) -> anyhow::Result<Cmd<'a>> {
-    Ok(if running_as_root(sh)? {
-        cmd!(sh, "runuser -u postgres -- {program}").args(args)
-    } else {
-        cmd!(sh, "{program}").args(args)
-    })
+impl ClusterOwner {
+    fn detect(sh: &Shell, dir: &Path) -> anyhow::Result<Self> {
+        let uid = cmd!(sh, "id -u").quiet().read().unwrap_or_default();
+        if uid.trim() != "0" {
+            return Ok(Self::Me);
+        }
+        if !works(sh, "id", &["postgres"]) {
+            bail!("running as root, but there is no postgres user to own the database cluster");
+        }
+        cmd!(sh, "chown postgres {dir}").run()?;
+        if cmd!(sh, "runuser -u postgres -- test -w {dir}").quiet().run().is_err() {
+            bail!(
+                "the postgres user cannot reach {}; move the project out of a private directory such as /root, \
+                 or run as a regular user",
+                dir.display()
+            );
+        }
+        Ok(Self::Postgres)
+    }
+
+    fn cmd<'a>(&self, sh: &'a Shell, program: &Path, args: &[&str]) -> Cmd<'a> {
+        match self {
+            Self::Me => cmd!(sh, "{program}").args(args),
+            Self::Postgres => cmd!(sh, "runuser -u postgres -- {program}").args(args),
+        }
+    }
 }
 
-/// Finds a PostgreSQL server program on PATH or in Debian's and Homebrew's usual places.
+/// Finds a PostgreSQL server program on PATH, or in Debian's `/usr/lib/postgresql/<major>/bin`,
+/// newest major version first.
 fn postgres_bin(name: &str) -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(name))
-                .collect::<Vec<_>>()
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).collect())
+        .unwrap_or_default();
+    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| {
+            dirs.flatten()
+                .filter_map(|dir| {
+                    let major = dir.file_name().to_str()?.parse().ok()?;
+                    Some((major, dir.path().join("bin").join(name)))
+                })
+                .collect()
         })
         .unwrap_or_default();
-    let mut versioned: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|dirs| dirs.flatten().map(|dir| dir.path().join("bin").join(name)).collect())
-        .unwrap_or_default();
-    // Newest major version first.
-    versioned.sort_by(|a, b| b.cmp(a));
-    on_path.into_iter().chain(versioned).find(|path| path.is_file())
+    versioned.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
+    on_path
+        .into_iter()
+        .chain(versioned.into_iter().map(|(_, path)| path))
+        .find(|path| path.is_file())
 }
 
 /// Writes `migrations/<UTC timestamp>_<name>.up.sql` and its `.down.sql`.
 fn new_migration(name: &str) -> anyhow::Result<()> {
-    let valid = !name.is_empty()
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -307,5 +366,14 @@ mod tests {
         assert_eq!(utc_timestamp(0), "19700101000000");
         assert_eq!(utc_timestamp(951_782_400), "20000229000000");
         assert_eq!(utc_timestamp(1_767_225_599), "20251231235959");
+    }
+
+    #[test]
+    fn passwords_are_left_out_of_urls_in_messages() {
+        assert_eq!(
+            without_password("postgres://app:s3cret@db:5432/app"),
+            "postgres://app@db:5432/app"
+        );
+        assert_eq!(without_password("postgres://db/app"), "postgres://db/app");
     }
 }

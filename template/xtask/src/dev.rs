@@ -7,8 +7,13 @@ use crate::project;
 
 pub fn run(dev: &Dev) -> anyhow::Result<()> {
     let sh = project::shell()?;
-    let url = db::up_database(&sh, &dev.db)?;
-    let _url = sh.push_env("DATABASE_URL", &url);
+    let configured = std::env::var("DATABASE_URL")
+        .ok()
+        .or_else(|| project::dotenv_get("DATABASE_URL"));
+    // A DATABASE_URL that `db up` did not write points at a server you run: leave it alone.
+    if configured.is_none() || db::is_managed() {
+        db::up_database(&sh, &dev.db)?;
+    }
     project::service(&sh, &["migrate", "run"]).run()?;
     project::service(&sh, &["serve"]).run()?;
     Ok(())

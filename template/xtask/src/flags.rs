@@ -54,7 +54,7 @@ pub enum Db {
 #[derive(Debug, Args)]
 pub struct DbUp {
     /// Host port for PostgreSQL.
-    #[arg(long, default_value_t = 55432)]
+    #[arg(long, default_value_t = 55432, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
     /// Where to run it; by default compose if a container engine answers, else local binaries.
     #[arg(long, value_enum)]

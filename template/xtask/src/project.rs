@@ -32,7 +32,7 @@ pub fn service<'a>(sh: &'a Shell, args: &[&str]) -> Cmd<'a> {
     cmd!(sh, "{cargo} run --quiet --").args(args)
 }
 
-/// The value of `key` in `.env`, if the file has it.
+/// The value of `key` in `.env`, if the file has it (`KEY=value` lines, optionally quoted).
 pub fn dotenv_get(key: &str) -> Option<String> {
     let text = std::fs::read_to_string(root().join(".env")).ok()?;
     text.lines().find_map(|line| {
