@@ -144,6 +144,24 @@ impl TestApp {
     }
 }
 
+/// Follows `next_cursor` from `first` (a list path with a query string) to the last page and
+/// returns every item, checking that no page exceeds `limit` items.
+#[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
+pub async fn all_pages(app: &TestApp, first: &str, limit: usize) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut path = first.to_owned();
+    loop {
+        let page = json(app.get(&path).await).await;
+        let page_items = page["items"].as_array().expect("items");
+        assert!(page_items.len() <= limit, "a page larger than {limit}: {page}");
+        items.extend(page_items.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("{first}&cursor={cursor}"),
+            None => return items,
+        }
+    }
+}
+
 /// Reads a response as JSON, with the status and body in the panic message when it is not.
 pub async fn json(response: Response) -> Value {
     let status = response.status();

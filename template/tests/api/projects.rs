@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, problem};
+use crate::helpers::{TestApp, all_pages, json, problem};
 
 async fn create(app: &TestApp, name: &str) -> (Value, String) {
     let response = app.post("/api/v1/projects", &json!({ "name": name })).await;
@@ -102,36 +102,11 @@ async fn pages_walk_every_project_once_in_order() {
         create(&app, name).await;
     }
 
-    let mut seen = Vec::new();
-    let mut path = "/api/v1/projects?sort=name&limit=2".to_owned();
-    loop {
-        let page = json(app.get(&path).await).await;
-        let items = page["items"].as_array().expect("items");
-        assert!(items.len() <= 2);
-        seen.extend(items.iter().map(|item| item["name"].as_str().expect("name").to_owned()));
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/api/v1/projects?sort=name&limit=2&cursor={cursor}"),
-            None => break,
-        }
-    }
+    let names = |items: Vec<Value>| items.into_iter().map(|item| item["name"].clone()).collect::<Vec<_>>();
+    let ascending = names(all_pages(&app, "/api/v1/projects?sort=name&limit=2", 2).await);
+    let descending = names(all_pages(&app, "/api/v1/projects?sort=-name&limit=2", 2).await);
 
-    assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
-    let mut descending = Vec::new();
-    let mut path = "/api/v1/projects?sort=-name&limit=2".to_owned();
-    loop {
-        let page = json(app.get(&path).await).await;
-        descending.extend(
-            page["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .map(|item| item["name"].clone()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/api/v1/projects?sort=-name&limit=2&cursor={cursor}"),
-            None => break,
-        }
-    }
+    assert_eq!(ascending, ["alpha", "bravo", "charlie", "delta", "echo"]);
     assert_eq!(descending, ["echo", "delta", "charlie", "bravo", "alpha"]);
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, problem};
+use crate::helpers::{TestApp, all_pages, json, problem};
 
 async fn project(app: &TestApp, name: &str) -> String {
     let response = app.post("/api/v1/projects", &json!({ "name": name })).await;
@@ -156,22 +156,11 @@ async fn pages_of_equal_titles_neither_repeat_nor_skip_a_task() {
         created.push(task(&app, json!({ "project_id": project_id, "title": "same" })).await["id"].clone());
     }
 
-    let mut seen = Vec::new();
-    let mut path = "/api/v1/tasks?sort=title&limit=1".to_owned();
-    loop {
-        let page = json(app.get(&path).await).await;
-        seen.extend(
-            page["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .map(|item| item["id"].clone()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/api/v1/tasks?sort=title&limit=1&cursor={cursor}"),
-            None => break,
-        }
-    }
+    let seen: Vec<Value> = all_pages(&app, "/api/v1/tasks?sort=title&limit=1", 1)
+        .await
+        .into_iter()
+        .map(|task| task["id"].clone())
+        .collect();
 
     created.sort_by_key(ToString::to_string);
     assert_eq!(seen, created, "ties are broken by id, in order");
