@@ -270,7 +270,7 @@ impl ClusterOwner {
         if !works(sh, "id", &["postgres"]) {
             bail!("running as root, but there is no postgres user to own the database cluster");
         }
-        cmd!(sh, "chown postgres {dir}").run()?;
+        cmd!(sh, "chown postgres {dir}").quiet().run()?;
         if cmd!(sh, "runuser -u postgres -- test -w {dir}").quiet().run().is_err() {
             bail!(
                 "the postgres user cannot reach {}; move the project out of a private directory such as /root, \
