@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use crate::db::Database;
 use crate::db::migrate::{self, MIGRATOR};
 use crate::http::server;
@@ -70,13 +70,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line. sqlx repeats a cause inside its own message, so a
-/// cause already contained in the line is left out.
+/// The error and its causes on one line. sqlx ends its own message with its cause, so a cause
+/// the line already ends with is left out.
 fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        if line.contains(&text) {
+        if line.ends_with(&text) {
             continue;
         }
         if !line.is_empty() {
@@ -147,9 +147,9 @@ async fn run_migrate(command: MigrateCommand, config: &Config) -> anyhow::Result
     match command {
         MigrateCommand::Run => {
             let before = match migrate::status(&MIGRATOR, pool).await {
-                // A development convenience: production databases are provisioned, and there
-                // the database exists, so this never runs.
-                Err(err) if migrate::is_missing_database(&err) => {
+                // A development convenience. Elsewhere a missing database is more likely a
+                // typo in DATABASE_URL than something to create.
+                Err(err) if migrate::is_missing_database(&err) && config.environment == Environment::Development => {
                     let url = config.database.url.as_ref().context("DATABASE_URL is not set")?;
                     migrate::create_database(url.expose_secret())
                         .await

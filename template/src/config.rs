@@ -71,7 +71,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_concurrent_requests: 512,
             shutdown_delay_secs: 0,
-            shutdown_timeout_secs: 20,
+            shutdown_timeout_secs: 15,
             cors_allowed_origins: String::new(),
         }
     }
@@ -193,7 +193,7 @@ impl Config {
             // service, while a misspelt APP_SERVER__PROT still should.
             .merge(
                 Env::prefixed("APP_")
-                    .filter(|key| key.as_str() == "environment" || key.as_str().contains("__"))
+                    .filter(|key| key.as_str().eq_ignore_ascii_case("environment") || key.as_str().contains("__"))
                     .split("__"),
             )
             .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))

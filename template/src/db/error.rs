@@ -18,8 +18,8 @@ pub enum DbError {
     /// The statement ran past `statement_timeout`.
     #[error("database statement timed out")]
     Timeout,
-    /// PostgreSQL refused a value the request carried (SQLSTATE class 22: a NUL byte in text,
-    /// a timestamp out of range).
+    /// PostgreSQL refused a value the request carried: text it cannot store, a date or number
+    /// out of its range, a string too long for its column.
     #[error("a value cannot be stored")]
     InvalidValue,
     /// Anything else: a bug or an outage, logged and answered with 500.
@@ -29,8 +29,10 @@ pub enum DbError {
 
 /// PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
-/// The SQLSTATE class of values PostgreSQL cannot accept.
-const DATA_EXCEPTION: &str = "22";
+/// SQLSTATEs for values a client sent that PostgreSQL cannot store: string too long, numeric
+/// or datetime out of range, character not in the encoding (NUL). Other data exceptions, such
+/// as a failed cast, are bugs of the service and stay 500.
+const INVALID_VALUES: [&str; 4] = ["22001", "22003", "22008", "22021"];
 
 impl DbError {
     /// Classifies `err`, explaining known constraints with the messages in `constraints`
@@ -51,7 +53,7 @@ impl DbError {
                         explained.unwrap_or("refers to a record that does not exist"),
                     )),
                     (_, Some(QUERY_CANCELED)) => Some(Self::Timeout),
-                    (_, Some(code)) if code.starts_with(DATA_EXCEPTION) => Some(Self::InvalidValue),
+                    (_, Some(code)) if INVALID_VALUES.contains(&code) => Some(Self::InvalidValue),
                     _ => None,
                 }
             }

@@ -16,6 +16,9 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use super::DbError;
 use crate::config::DatabaseConfig;
 
+/// SQLSTATE `too_many_connections`.
+const TOO_MANY_CONNECTIONS: &str = "53300";
+
 /// The pool plus the bookkeeping sqlx does not expose.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -66,14 +69,26 @@ impl Database {
         self.pool.acquire().await.map_err(DbError::from)
     }
 
-    /// Checks that PostgreSQL accepts a connection and answers within `timeout`. It opens a
-    /// connection of its own: a pool that is merely busy is not an outage.
+    /// Checks that PostgreSQL answers within `timeout`: on an idle pooled connection when
+    /// there is one, otherwise on a new connection, so a pool that is merely busy is not an
+    /// outage.
     pub async fn ping(&self, timeout: Duration) -> anyhow::Result<()> {
-        let options = self.pool.connect_options();
         let ping = async {
-            let mut conn = PgConnection::connect_with(&options).await?;
-            conn.ping().await?;
-            conn.close().await
+            if let Some(mut conn) = self.pool.try_acquire()
+                && conn.ping().await.is_ok()
+            {
+                return Ok(());
+            }
+            match PgConnection::connect_with(&self.pool.connect_options()).await {
+                Ok(mut conn) => {
+                    conn.ping().await?;
+                    conn.close().await
+                }
+                // The server answers but every slot is taken, by the pools of this service
+                // among others: that is load, not an outage.
+                Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(TOO_MANY_CONNECTIONS) => Ok(()),
+                Err(err) => Err(err),
+            }
         };
         match tokio::time::timeout(timeout, ping).await {
             Ok(result) => result.context("PostgreSQL refused the connection"),

@@ -247,9 +247,8 @@ async fn get_project(State(state): State<AppState>, Path(id): Path<Uuid>) -> Res
     request_body = UpdateProject,
     responses(
         (status = 200, description = "The updated project", body = Project, headers(("ETag" = String, description = "Its new version"))),
-        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A project with this name exists", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The project changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The project changed since it was read, or does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
     ))]

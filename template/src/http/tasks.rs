@@ -303,8 +303,7 @@ async fn get_task(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result
     request_body = UpdateTask,
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String, description = "Its new version"))),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The task changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The task changed since it was read, or does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or the project does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
     ))]

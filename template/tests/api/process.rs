@@ -201,7 +201,17 @@ async fn terminate(child: Child) -> (Option<i32>, Vec<serde_json::Value>) {
 async fn an_unreachable_database_is_logged_without_its_password_and_readiness_reports_it() {
     let port = free_port();
     let url = format!("postgres://app:hunter2-secret@127.0.0.1:{}/app", free_port());
-    let child = serve(&url, port);
+    // Production with no configuration files: the log format must default to JSON, which
+    // `terminate` requires of every line.
+    let child = binary(&["serve"])
+        .env("DATABASE_URL", &url)
+        .env("APP_ENVIRONMENT", "production")
+        .env("APP_SERVER__HOST", "127.0.0.1")
+        .env("APP_SERVER__PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the service");
     wait_until_live(port).await;
 
     let client = reqwest::Client::builder().no_proxy().build().expect("client");

@@ -2,6 +2,9 @@
 
 use serde_json::{Value, json};
 
+use service::db::DbError;
+use service::domain::project::NewProject;
+
 use crate::helpers::{TestApp, all_pages, json, problem};
 
 async fn create(app: &TestApp, name: &str) -> (Value, String) {
@@ -261,6 +264,22 @@ async fn of_two_concurrent_updates_from_the_same_version_exactly_one_wins() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 412]);
     assert_eq!(json(app.get(&path).await).await["version"], 2);
+}
+
+#[tokio::test]
+async fn a_value_postgresql_cannot_store_is_a_client_error_even_past_validation() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.state.db.acquire().await.expect("connection");
+    let new = NewProject {
+        name: "Nul".to_owned(),
+        description: Some("a\u{0}b".to_owned()),
+    };
+
+    let err = service::db::projects::insert(&mut conn, &new)
+        .await
+        .expect_err("PostgreSQL refuses NUL");
+
+    assert!(matches!(err, DbError::InvalidValue), "{err:?}");
 }
 
 #[tokio::test]

@@ -121,9 +121,14 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
     gate.entered().await;
 
     let server = app.begin_shutdown();
-    while TcpStream::connect(app.address).await.is_ok() {
-        tokio::task::yield_now().await;
-    }
+    let closed = async {
+        while TcpStream::connect(app.address).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the listener closes");
 
     assert!(app.state.lifecycle.is_draining());
     assert!(!server.is_finished(), "the server waits for the request in flight");
@@ -139,18 +144,23 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
 
 #[tokio::test]
 async fn during_the_shutdown_delay_readiness_fails_but_requests_are_still_served() {
-    let mut app = TestApp::spawn_with(|config| config.server.shutdown_delay_secs = 2, Router::new()).await;
+    let mut app = TestApp::spawn_with(|config| config.server.shutdown_delay_secs = 5, Router::new()).await;
 
     let server = app.begin_shutdown();
-    while !app.state.lifecycle.is_draining() {
-        tokio::task::yield_now().await;
-    }
+    let draining = async {
+        while !app.state.lifecycle.is_draining() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), draining)
+        .await
+        .expect("draining starts");
 
     let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 503);
     assert_eq!(json(ready).await["draining"], true);
     assert_eq!(app.get("/health/live").await.status(), 200);
-    tokio::time::timeout(Duration::from_secs(10), server)
+    tokio::time::timeout(Duration::from_secs(15), server)
         .await
         .expect("stopped")
         .expect("server task");

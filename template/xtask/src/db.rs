@@ -64,9 +64,10 @@ pub fn up_database(sh: &Shell, up: &DbUp) -> anyhow::Result<String> {
     Ok(url)
 }
 
-/// Whether `db up` started a server that is still recorded as running.
-pub fn is_managed() -> bool {
-    state_file().exists()
+/// Whether `url` is one `db up` writes: this project's database on a loopback server.
+pub fn is_development_url(url: &str) -> bool {
+    let database = database_name().unwrap_or_default();
+    url.contains("@127.0.0.1:") && url.ends_with(&format!("/{database}"))
 }
 
 fn down(sh: &Shell) -> anyhow::Result<()> {
@@ -193,7 +194,7 @@ fn local_up(sh: &Shell, port: u16) -> anyhow::Result<u16> {
             .run()
             .context("initdb failed")?;
     }
-    if let Some(running) = running_port(&data) {
+    if let Some(running) = running_port(sh, &data) {
         if running != port {
             println!("PostgreSQL is already running on port {running}; `cargo xtask db down` first to change it");
         }
@@ -226,19 +227,18 @@ fn local_up(sh: &Shell, port: u16) -> anyhow::Result<u16> {
     Ok(port)
 }
 
-/// The port of a running cluster, read from its `postmaster.pid` (the fourth line).
-fn running_port(data: &Path) -> Option<u16> {
+/// The port of a running cluster, read from its `postmaster.pid` (the fourth line); a file left
+/// by a crash or reboot names a process that is gone.
+fn running_port(sh: &Shell, data: &Path) -> Option<u16> {
     let pid_file = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
-    let pid: u32 = pid_file.lines().next()?.trim().parse().ok()?;
-    if !Path::new(&format!("/proc/{pid}")).exists() && cfg!(target_os = "linux") {
-        return None;
-    }
+    let pid = pid_file.lines().next()?.trim().parse::<u32>().ok()?.to_string();
+    cmd!(sh, "kill -0 {pid}").quiet().ignore_stderr().run().ok()?;
     pid_file.lines().nth(3)?.trim().parse().ok()
 }
 
 fn local_down(sh: &Shell) -> anyhow::Result<()> {
     let data = local_dir().join("data");
-    if running_port(&data).is_none() {
+    if running_port(sh, &data).is_none() {
         println!("PostgreSQL is not running");
         return Ok(());
     }

@@ -7,11 +7,11 @@ use crate::project;
 
 pub fn run(dev: &Dev) -> anyhow::Result<()> {
     let sh = project::shell()?;
-    let configured = std::env::var("DATABASE_URL")
-        .ok()
-        .or_else(|| project::dotenv_get("DATABASE_URL"));
-    // A DATABASE_URL that `db up` did not write points at a server you run: leave it alone.
-    if configured.is_none() || db::is_managed() {
+    // A DATABASE_URL in the environment, or one in .env that `db up` did not write, points at
+    // a server you run: leave it alone.
+    let external = std::env::var("DATABASE_URL").is_ok()
+        || project::dotenv_get("DATABASE_URL").is_some_and(|url| !db::is_development_url(&url));
+    if !external {
         db::up_database(&sh, &dev.db)?;
     }
     project::service(&sh, &["migrate", "run"]).run()?;
