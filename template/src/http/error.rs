@@ -226,3 +226,80 @@ fn flatten(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_failures_map_to_client_or_retry_statuses() {
+        let cases = [
+            (DbError::Conflict("taken"), StatusCode::CONFLICT),
+            (DbError::MissingReference("missing"), StatusCode::UNPROCESSABLE_ENTITY),
+            (DbError::InvalidValue, StatusCode::UNPROCESSABLE_ENTITY),
+            (DbError::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (DbError::Timeout, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                DbError::Other(sqlx::Error::RowNotFound),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (db, status) in cases {
+            let response = ApiError::from(db).into_response();
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+            let retries = response.headers().contains_key(header::RETRY_AFTER);
+            assert_eq!(retries, status == StatusCode::SERVICE_UNAVAILABLE, "{status}");
+        }
+    }
+
+    #[test]
+    fn nested_validation_errors_are_flattened_with_paths_in_order() {
+        let mut inner = ValidationErrors::new();
+        inner.add("title", validator::ValidationError::new("length"));
+        let mut outer = ValidationErrors::new();
+        outer.add(
+            "name",
+            validator::ValidationError::new("blank").with_message("must not be blank".into()),
+        );
+        outer.errors_mut().insert(
+            "items".into(),
+            ValidationErrorsKind::List([(2, Box::new(inner))].into()),
+        );
+
+        let ApiError::Validation(fields) = ApiError::from(outer) else {
+            panic!("not a validation error")
+        };
+
+        let summary: Vec<(&str, &str, &str)> = fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.code.as_str(), f.message.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("items[2].title", "length", "is invalid (length)"),
+                ("name", "blank", "must not be blank")
+            ]
+        );
+    }
+
+    #[test]
+    fn internal_causes_stay_out_of_the_response() {
+        let response = ApiError::Internal(anyhow::anyhow!("password=hunter2 leaked")).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_text(response);
+        assert!(!body.contains("hunter2"), "{body}");
+        assert!(body.contains("an unexpected error occurred"), "{body}");
+    }
+
+    /// The body of a response built from in-memory bytes.
+    fn body_text(response: Response) -> String {
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .expect("body");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}

@@ -158,3 +158,55 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 pub fn etag(version: i32) -> [(header::HeaderName, String); 1] {
     [(header::ETAG, format!("\"{version}\""))]
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+
+    async fn if_match(values: &[&str]) -> Result<IfMatch, ApiError> {
+        let mut request = Request::builder();
+        for value in values {
+            request = request.header(header::IF_MATCH, *value);
+        }
+        let (mut parts, ()) = request.body(()).expect("request").into_parts();
+        IfMatch::from_request_parts(&mut parts, &()).await
+    }
+
+    #[tokio::test]
+    async fn if_match_reads_strong_tags_from_every_header_line() {
+        assert_eq!(if_match(&[]).await.ok(), Some(IfMatch::Absent));
+        assert_eq!(if_match(&["*"]).await.ok(), Some(IfMatch::Any));
+        assert_eq!(if_match(&["\"3\""]).await.ok(), Some(IfMatch::Versions(vec![3])));
+        assert_eq!(
+            if_match(&["\"1\", \"2\"", "\"5\""]).await.ok(),
+            Some(IfMatch::Versions(vec![1, 2, 5]))
+        );
+        // Weak and foreign tags can never match, so they name no version.
+        assert_eq!(
+            if_match(&["W/\"3\", \"abc\""]).await.ok(),
+            Some(IfMatch::Versions(vec![]))
+        );
+        assert!(matches!(if_match(&["3"]).await, Err(ApiError::BadRequest(_))));
+    }
+
+    #[test]
+    fn a_precondition_decides_between_404_412_and_428() {
+        let versions = IfMatch::Versions(vec![2]);
+        assert_eq!(versions.required().ok().flatten(), Some(&[2][..]));
+        assert!(matches!(
+            IfMatch::Absent.required(),
+            Err(ApiError::PreconditionRequired)
+        ));
+        assert_eq!(IfMatch::Any.required().ok(), Some(None));
+
+        assert_eq!(versions.outcome(Versioned::Applied(7), "gone").ok(), Some(7));
+        let stale = versions.outcome(Versioned::<()>::Stale { current: 4 }, "gone");
+        assert!(matches!(stale, Err(ApiError::PreconditionFailed { current: Some(4) })));
+        let missing = IfMatch::Any.outcome(Versioned::<()>::NotFound, "gone");
+        assert!(matches!(missing, Err(ApiError::PreconditionFailed { current: None })));
+        let unguarded = IfMatch::Absent.outcome(Versioned::<()>::NotFound, "gone");
+        assert!(matches!(unguarded, Err(ApiError::NotFound("gone"))));
+    }
+}

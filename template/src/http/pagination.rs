@@ -89,4 +89,29 @@ mod tests {
             Err(ApiError::BadRequest(_))
         ));
     }
+
+    #[test]
+    fn a_domain_page_gets_a_cursor_only_when_more_follow() {
+        let position = Position {
+            value: SortValue::Text("b".into()),
+            id: Uuid::now_v7(),
+        };
+        let more = page::Page {
+            items: vec![1, 2],
+            next: Some(position.clone()),
+        };
+        let last = page::Page {
+            items: vec![3],
+            next: None,
+        };
+
+        let more = Page::from_domain(more, "name", |n| n * 10);
+        let last = Page::from_domain(last, "name", |n| n * 10);
+
+        assert_eq!(more.items, [10, 20]);
+        let cursor = more.next_cursor.expect("a cursor");
+        assert_eq!(decode(&cursor, "name", SortKind::Text).ok(), Some(position));
+        assert_eq!(last.items, [30]);
+        assert!(last.next_cursor.is_none());
+    }
 }

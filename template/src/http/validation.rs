@@ -72,4 +72,27 @@ mod tests {
         assert_eq!(parse(r#"{"note":null}"#), Some(Some(None)));
         assert_eq!(parse(r#"{"note":"x"}"#), Some(Some(Some("x".to_owned()))));
     }
+
+    #[test]
+    fn nul_is_the_only_character_free_text_refuses() {
+        assert!(no_nul("two\nlines\tand tabs").is_ok());
+        assert_eq!(no_nul("a\0b").err().map(|err| err.code).as_deref(), Some("nul"));
+    }
+
+    #[test]
+    fn null_is_refused_where_a_field_cannot_be_cleared() {
+        #[derive(Debug, Deserialize)]
+        struct Patch {
+            #[serde(default, deserialize_with = "not_null")]
+            title: Option<String>,
+        }
+        let parse = |json: &str| serde_json::from_str::<Patch>(json);
+        assert_eq!(parse("{}").ok().map(|patch| patch.title), Some(None));
+        assert_eq!(
+            parse(r#"{"title":"x"}"#).ok().map(|patch| patch.title),
+            Some(Some("x".to_owned()))
+        );
+        let err = parse(r#"{"title":null}"#).expect_err("null refused").to_string();
+        assert!(err.contains("null is not allowed"), "{err}");
+    }
 }

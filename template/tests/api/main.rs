@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so the crate links once; each test runs against its own
 //! freshly migrated database and a real server on a free port.
 
+mod building_blocks;
 mod database;
 mod docs;
 mod health;

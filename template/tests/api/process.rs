@@ -16,11 +16,13 @@ fn binary(args: &[&str]) -> Command {
     let dir = std::env::temp_dir().join(format!("process-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut command = Command::new(BINARY);
-    command
-        .args(args)
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command.args(args).current_dir(&dir).env_clear();
+    // PATH to find helpers; LLVM_PROFILE_FILE so that coverage runs count this process too.
+    for kept in ["PATH", "LLVM_PROFILE_FILE"] {
+        if let Some(value) = std::env::var_os(kept) {
+            command.env(kept, value);
+        }
+    }
     command
 }
 

@@ -1,10 +1,11 @@
 //! `cargo xtask ci`: the checks CI runs, runnable anywhere with the same result. The tests need
 //! a PostgreSQL server: DATABASE_URL (from the environment or `.env`), or a container engine.
+//! They run once, instrumented, so the coverage gate costs no second run.
 
 use xshell::cmd;
 
-use crate::flags::Openapi;
-use crate::{openapi, project};
+use crate::flags::{Coverage, Openapi};
+use crate::{coverage, openapi, project};
 
 pub fn run() -> anyhow::Result<()> {
     let sh = project::shell()?;
@@ -19,8 +20,9 @@ pub fn run() -> anyhow::Result<()> {
     .run()?;
     step("generated files");
     openapi::run(&Openapi { check: true })?;
-    step("test");
-    cmd!(sh, "{cargo} test --workspace --locked").run()?;
+    step("test with coverage");
+    coverage::run(&Coverage { fail_under: None })?;
+    cmd!(sh, "{cargo} test --package xtask --locked").run()?;
     println!("\nci: all checks passed");
     Ok(())
 }

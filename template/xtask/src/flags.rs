@@ -18,7 +18,9 @@ pub enum Command {
     Dev(Dev),
     /// Write openapi.json, or check that it is current.
     Openapi(Openapi),
-    /// Everything CI checks: formatting, lints, tests, generated files.
+    /// Run the tests with line coverage; reports in target/coverage.
+    Coverage(Coverage),
+    /// Everything CI checks: formatting, lints, generated files, tests with the coverage gate.
     Ci,
 }
 
@@ -79,4 +81,11 @@ pub struct Openapi {
     /// Fail if openapi.json differs from what the code produces, instead of writing it.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Coverage {
+    /// Fail below this line coverage, in percent (default: the CI gate).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub fail_under: Option<u8>,
 }

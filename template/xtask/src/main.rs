@@ -1,7 +1,8 @@
 //! `cargo xtask`: the workflows of this service in one place (database, dev loop, OpenAPI,
-//! CI). This file only parses the command line and dispatches; each command is its module.
+//! coverage, CI). This file only parses the command line and dispatches; each command is its module.
 
 mod ci;
+mod coverage;
 mod db;
 mod dev;
 mod flags;
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         flags::Command::Db(command) => db::run(command),
         flags::Command::Dev(dev) => dev::run(&dev),
         flags::Command::Openapi(openapi) => openapi::run(&openapi),
+        flags::Command::Coverage(coverage) => coverage::run(&coverage),
         flags::Command::Ci => ci::run(),
     };
     match result {

@@ -1,0 +1,180 @@
+//! The database building blocks every resource uses (keyset pagination, versioned writes and
+//! error classification), on a scratch table, so they are proven even in a service that has
+//! no resources yet.
+
+use std::time::Duration;
+
+use service::config::DatabaseConfig;
+use service::db::keyset::{push_after, push_order_and_limit};
+use service::db::versioned::{self, Versioned};
+use service::db::{Database, DbError};
+use service::domain::page::{Direction, Page, PageSize, Position, SortValue};
+use sqlx::{PgConnection, QueryBuilder};
+use uuid::Uuid;
+
+use crate::database::TestDatabase;
+
+const WIDGETS: &str = "CREATE TABLE widgets (
+    id uuid PRIMARY KEY,
+    label text NOT NULL,
+    parent uuid REFERENCES widgets (id),
+    version integer NOT NULL DEFAULT 1,
+    CONSTRAINT widgets_label_key UNIQUE (label)
+)";
+
+async fn widgets(test_db: &TestDatabase, configure: impl FnOnce(&mut DatabaseConfig)) -> Database {
+    let mut config = DatabaseConfig {
+        url: Some(test_db.url.as_str().into()),
+        ..DatabaseConfig::default()
+    };
+    configure(&mut config);
+    let db = Database::connect(&config).expect("valid settings");
+    sqlx::query(WIDGETS).execute(db.pool()).await.expect("create widgets");
+    db
+}
+
+async fn insert(conn: &mut PgConnection, label: &str) -> Result<Uuid, DbError> {
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO widgets (id, label) VALUES ($1, $2)")
+        .bind(id)
+        .bind(label)
+        .execute(&mut *conn)
+        .await
+        .map_err(|err| DbError::classify(err, &[("widgets_label_key", "a widget with this label exists")]))?;
+    Ok(id)
+}
+
+async fn page(conn: &mut PgConnection, direction: Direction, after: Option<&Position>) -> Page<(Uuid, String)> {
+    let mut sql = QueryBuilder::new("SELECT id, label FROM widgets WHERE true");
+    push_after(&mut sql, "label", direction, after);
+    push_order_and_limit(&mut sql, "label", direction, PageSize::clamped(Some(2)));
+    let rows: Vec<(Uuid, String)> = sql.build_query_as().fetch_all(&mut *conn).await.expect("page");
+    Page::from_overfetch(rows, PageSize::clamped(Some(2)), |(id, label)| Position {
+        value: SortValue::Text(label.clone()),
+        id: *id,
+    })
+}
+
+#[tokio::test]
+async fn keyset_pages_walk_a_table_in_both_directions() {
+    let test_db = TestDatabase::empty().await;
+    let db = widgets(&test_db, |_| {}).await;
+    let mut conn = db.acquire().await.expect("connection");
+    for label in ["c", "a", "e", "b", "d"] {
+        insert(&mut conn, label).await.expect("insert");
+    }
+
+    for (direction, expected) in [(Direction::Asc, "abcde"), (Direction::Desc, "edcba")] {
+        let mut seen = String::new();
+        let mut after = None;
+        loop {
+            let page = page(&mut conn, direction, after.as_ref()).await;
+            seen.extend(page.items.iter().map(|(_, label)| label.as_str()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{direction:?}");
+    }
+}
+
+#[tokio::test]
+async fn versioned_deletes_tell_stale_from_missing() {
+    let test_db = TestDatabase::empty().await;
+    let db = widgets(&test_db, |_| {}).await;
+    let mut conn = db.acquire().await.expect("connection");
+    let id = insert(&mut conn, "w").await.expect("insert");
+
+    assert_eq!(
+        versioned::current_version(&mut conn, "widgets", id).await.ok(),
+        Some(Some(1))
+    );
+    let stale = versioned::delete(&mut conn, "widgets", id, Some(&[7]))
+        .await
+        .expect("delete");
+    assert_eq!(stale, Versioned::Stale { current: 1 });
+    let deleted = versioned::delete(&mut conn, "widgets", id, Some(&[1]))
+        .await
+        .expect("delete");
+    assert_eq!(deleted, Versioned::Applied(()));
+    let missing = versioned::delete(&mut conn, "widgets", id, None).await.expect("delete");
+    assert_eq!(missing, Versioned::NotFound);
+    assert_eq!(
+        versioned::current_version(&mut conn, "widgets", id).await.ok(),
+        Some(None)
+    );
+}
+
+#[tokio::test]
+async fn database_errors_are_classified_for_the_client() {
+    let test_db = TestDatabase::empty().await;
+    let db = widgets(&test_db, |_| {}).await;
+    let mut conn = db.acquire().await.expect("connection");
+    insert(&mut conn, "taken").await.expect("insert");
+
+    let duplicate = insert(&mut conn, "taken").await;
+    assert!(
+        matches!(duplicate, Err(DbError::Conflict("a widget with this label exists"))),
+        "{duplicate:?}"
+    );
+
+    let orphan = sqlx::query("INSERT INTO widgets (id, label, parent) VALUES ($1, 'orphan', $2)")
+        .bind(Uuid::now_v7())
+        .bind(Uuid::now_v7())
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError::from);
+    assert!(matches!(orphan, Err(DbError::MissingReference(_))), "{orphan:?}");
+
+    let nul = insert(&mut conn, "a\u{0}b").await;
+    assert!(matches!(nul, Err(DbError::InvalidValue)), "{nul:?}");
+
+    let cast = sqlx::query("SELECT 'not a number'::int")
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError::from);
+    assert!(
+        matches!(cast, Err(DbError::Other(_))),
+        "a failed cast is a bug, not bad input: {cast:?}"
+    );
+
+    sqlx::query("SET statement_timeout = '50ms'")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    let slow = sqlx::query("SELECT pg_sleep(1)")
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError::from);
+    assert!(matches!(slow, Err(DbError::Timeout)), "{slow:?}");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_reports_unavailable_and_counts_its_waiters() {
+    let test_db = TestDatabase::empty().await;
+    let db = widgets(&test_db, |config| {
+        config.max_connections = 1;
+        config.acquire_timeout_ms = 1_000;
+    })
+    .await;
+    let held = db.acquire().await.expect("the only connection");
+
+    let waiter = tokio::spawn({
+        let db = db.clone();
+        async move { db.acquire().await.map(drop) }
+    });
+    let counted = async {
+        while db.stats().waiting != 1 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(900), counted)
+        .await
+        .expect("the waiter is counted");
+
+    assert!(matches!(waiter.await.expect("task"), Err(DbError::Unavailable)));
+    assert_eq!(db.stats().waiting, 0);
+    drop(held);
+    assert!(db.ping(Duration::from_secs(1)).await.is_ok());
+}
