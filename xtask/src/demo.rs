@@ -2,18 +2,18 @@
 //! of its own, migrate, serve, and print where to look. Ctrl-C stops the service and the
 //! database; nothing is left running.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command};
+use std::net::TcpListener;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::flags::Demo;
 use crate::generate::{self, repo_root, shared_target_dir};
+use crate::probe;
 
 const NAME: &str = "demo-service";
 
@@ -73,7 +73,16 @@ fn serve(sh: &Shell, port: u16, interrupted: &AtomicBool) -> anyhow::Result<()> 
         .env_remove("DATABASE_URL")
         .spawn()
         .context("cannot start the service")?;
-    if let Err(err) = wait_until_ready(port, &mut service, interrupted) {
+    let ready = probe::wait_until_ready(port, Duration::from_mins(2), || {
+        if interrupted.load(Ordering::SeqCst) {
+            bail!("interrupted before the service was ready");
+        }
+        if let Some(status) = service.try_wait()? {
+            bail!("the service exited before it was ready ({status})");
+        }
+        Ok(())
+    });
+    if let Err(err) = ready {
         let _ = service.kill();
         let _ = service.wait();
         return Err(err);
@@ -89,34 +98,6 @@ fn serve(sh: &Shell, port: u16, interrupted: &AtomicBool) -> anyhow::Result<()> 
     let status = service.wait()?;
     println!("service stopped ({status})");
     Ok(())
-}
-
-fn wait_until_ready(port: u16, service: &mut Child, interrupted: &AtomicBool) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_mins(2) {
-        if interrupted.load(Ordering::SeqCst) {
-            bail!("interrupted before the service was ready");
-        }
-        if let Some(status) = service.try_wait()? {
-            bail!("the service exited before it was ready ({status})");
-        }
-        if is_ready(port) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    bail!("the service did not become ready on port {port}")
-}
-
-/// `GET /health/ready` answered 200, by hand so the demo needs no HTTP client.
-fn is_ready(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /health/ready HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
-    let mut status = [0_u8; 12];
-    stream.write_all(request.as_bytes()).is_ok() && stream.read_exact(&mut status).is_ok() && status.ends_with(b"200")
 }
 
 fn print_guide(base: &str) {

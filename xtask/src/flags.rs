@@ -19,6 +19,8 @@ pub enum Command {
     Demo(Demo),
     /// Generate every option set in xtask/cases and run each service's own `cargo xtask ci`.
     Test(Test),
+    /// Build local stand-ins for the registry images the generated service uses (needs podman).
+    Images(Images),
     /// Regenerate the template's derived files (openapi.json, Cargo.lock) from generated services.
     Snapshots,
 }
@@ -57,4 +59,11 @@ fn parse_define(raw: &str) -> Result<(String, String), String> {
         return Err(format!("expected KEY=VALUE, got {raw:?}"));
     }
     Ok((key.to_owned(), value.to_owned()))
+}
+
+#[derive(Debug, Args)]
+pub struct Images {
+    /// Rebuild images that already exist.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -1,10 +1,13 @@
 //! `cargo xtask` for the template repository: generate a service, run a demo of one, and test
 //! every option set. This file parses and dispatches; each command is its own module.
 
+mod containers;
 mod demo;
 mod flags;
 mod generate;
+mod images;
 mod new;
+mod probe;
 mod snapshots;
 mod test;
 
@@ -18,6 +21,7 @@ fn main() -> ExitCode {
         flags::Command::New(new) => new::run(&new),
         flags::Command::Demo(demo) => demo::run(&demo),
         flags::Command::Test(test) => test::run(&test),
+        flags::Command::Images(images) => images::run(&images),
         flags::Command::Snapshots => snapshots::run(),
     };
     match result {

@@ -10,6 +10,7 @@ use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
 use xshell::{Cmd, Shell, cmd};
 
+use crate::containers;
 use crate::flags::Test;
 use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
 
@@ -20,6 +21,9 @@ pub struct Case {
     /// What the case covers.
     pub about: String,
     pub name: String,
+    /// Also check the container image and the tests through testcontainers (needs podman).
+    #[serde(default)]
+    pub containers: bool,
     #[serde(default)]
     pub values: BTreeMap<String, toml::Value>,
 }
@@ -139,6 +143,11 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
 
     let _dir = sh.push_dir(&project);
     let _target = sh.push_env("CARGO_TARGET_DIR", shared_target_dir());
+    let containers = case.containers && containers_wanted(sh)?;
+    if containers {
+        section("tests through testcontainers on podman");
+        containers::test_through_testcontainers(sh, &project)?;
+    }
     if let Some(url) = external_database {
         xtask(sh).args(["ci"]).env("DATABASE_URL", url).run()?;
         println!("database workflow skipped: TEMPLATE_TEST_DATABASE_URL is set");
@@ -149,7 +158,39 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
     xtask(sh).args(["db", "migrate"]).run()?;
     xtask(sh).args(["ci"]).run()?;
     check_database_workflow(sh, &project, &database.port)?;
-    database.down()
+    database.down()?;
+    if containers {
+        section("container image");
+        let port = case
+            .values
+            .get("http_port")
+            .and_then(toml::Value::as_str)
+            .unwrap_or("8080")
+            .parse()?;
+        let report = containers::check_image(sh, &case.name, port)?;
+        println!(
+            "image: {} MB (budget {} MB), ready {} ms after start, runs as 65532 without a shell",
+            report.size_mb,
+            containers::IMAGE_BUDGET_MB,
+            report.ready_after.as_millis()
+        );
+    }
+    Ok(())
+}
+
+/// Whether to run a case's container checks: when podman serves the Docker API here, or
+/// always (failing without it) when TEMPLATE_TEST_CONTAINERS=required, as in CI.
+fn containers_wanted(sh: &Shell) -> anyhow::Result<bool> {
+    let required = std::env::var("TEMPLATE_TEST_CONTAINERS").is_ok_and(|value| value == "required");
+    if containers::available(sh) {
+        return Ok(true);
+    }
+    ensure!(
+        !required,
+        "container checks are required, but podman with DOCKER_HOST=unix:///run/podman/podman.sock is not available"
+    );
+    println!("container checks skipped: no podman with DOCKER_HOST pointing at its socket");
+    Ok(false)
 }
 
 /// `cargo xtask` in the generated service. A DATABASE_URL of the caller's would win over the

@@ -2,10 +2,11 @@
 //! connections are served with hyper directly: slow or silent clients are dropped, open
 //! connections are capped, and shutdown drains in-flight requests up to a deadline.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -155,14 +156,41 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The address in a form clients can use: an unspecified address becomes loopback.
-pub fn local_url(mut address: SocketAddr) -> String {
+/// The address in a form clients on this host can use: an unspecified address becomes
+/// loopback.
+pub fn loopback(mut address: SocketAddr) -> SocketAddr {
     if address.ip().is_unspecified() {
         address.set_ip(if address.is_ipv4() {
-            [127, 0, 0, 1].into()
+            Ipv4Addr::LOCALHOST.into()
         } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
+            Ipv6Addr::LOCALHOST.into()
         });
     }
-    format!("http://{address}")
+    address
+}
+
+/// The URL of the service listening on `address`, for log lines.
+pub fn local_url(address: SocketAddr) -> String {
+    format!("http://{}", loopback(address))
+}
+
+/// Asks the service at `address` for `/health/live` and succeeds on 200. Plain blocking I/O:
+/// it runs as a one-shot command, without the async runtime.
+pub fn check_live(address: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("nothing is listening on {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /health/live HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")?;
+    let mut status_line = [0_u8; 12];
+    stream.read_exact(&mut status_line).context("no HTTP response")?;
+    if !status_line.starts_with(b"HTTP/1.1 200") {
+        anyhow::bail!(
+            "liveness probe answered {}",
+            String::from_utf8_lossy(&status_line).trim()
+        );
+    }
+    Ok(())
 }

@@ -249,3 +249,31 @@ async fn variables_kubernetes_injects_are_ignored_but_misspelt_settings_are_not(
     assert_eq!(misspelt.status.code(), Some(1));
     assert!(stderr_of(&misspelt).contains("prot"), "{}", stderr_of(&misspelt));
 }
+
+#[tokio::test]
+async fn healthcheck_succeeds_only_while_the_service_is_live() {
+    let database = TestDatabase::migrated().await;
+    let port = free_port();
+    let healthcheck = || {
+        binary(&["healthcheck"])
+            .env("DATABASE_URL", &database.url)
+            .env("APP_SERVER__PORT", port.to_string())
+            .output()
+            .expect("run")
+    };
+
+    let down = healthcheck();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        stderr_of(&down).contains("nothing is listening"),
+        "{}",
+        stderr_of(&down)
+    );
+
+    let child = serve(&database.url, port);
+    wait_until_live(port).await;
+    let up = healthcheck();
+    assert!(up.status.success(), "{}", stderr_of(&up));
+    let (code, _) = terminate(child).await;
+    assert_eq!(code, Some(0));
+}

@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use xshell::{Cmd, Shell, cmd};
 
-use crate::flags::{Backend, Db, DbUp};
+use crate::engine;
+use crate::flags::{Backend, Db, DbUp, Engine};
 use crate::project::{self, dotenv_get, dotenv_set, works};
 
 pub fn run(command: Db) -> anyhow::Result<()> {
@@ -108,13 +109,12 @@ fn without_password(url: &str) -> String {
     }
 }
 
-/// Picks compose when docker or podman has a running engine, else the local binaries.
+/// Picks compose when docker or podman runs with a compose tool, else the local binaries.
 fn detect(sh: &Shell) -> anyhow::Result<Backend> {
-    if works(sh, "docker", &["info"]) && works(sh, "docker", &["compose", "version"]) {
-        return Ok(Backend::Docker);
-    }
-    if works(sh, "podman", &["info"]) && works(sh, "podman", &["compose", "version"]) {
-        return Ok(Backend::Podman);
+    match engine::with_compose(sh) {
+        Some(Engine::Docker) => return Ok(Backend::Docker),
+        Some(Engine::Podman) => return Ok(Backend::Podman),
+        None => {}
     }
     if postgres_bin("pg_ctl").is_some() {
         return Ok(Backend::Local);
@@ -139,13 +139,7 @@ fn state_file() -> PathBuf {
 
 /// The development database's name: the package name in snake case.
 fn database_name() -> anyhow::Result<String> {
-    let manifest = std::fs::read_to_string(project::root().join("Cargo.toml"))?;
-    let name = manifest
-        .lines()
-        .find_map(|line| line.strip_prefix("name = \""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .context("Cargo.toml has no package name")?;
-    Ok(name.replace('-', "_"))
+    Ok(project::package_field("name")?.replace('-', "_"))
 }
 
 fn compose_up(sh: &Shell, backend: Backend, port: u16) -> anyhow::Result<u16> {
@@ -155,10 +149,12 @@ fn compose_up(sh: &Shell, backend: Backend, port: u16) -> anyhow::Result<u16> {
 }
 
 fn compose(sh: &Shell, backend: Backend, args: &[&str]) -> anyhow::Result<()> {
-    let engine = backend_name(backend);
-    cmd!(sh, "{engine} compose --file docker/compose.yaml")
-        .args(args)
-        .run()?;
+    let engine = if backend == Backend::Docker {
+        Engine::Docker
+    } else {
+        Engine::Podman
+    };
+    engine::compose(sh, engine)?.args(args).run()?;
     Ok(())
 }
 

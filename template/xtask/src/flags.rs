@@ -18,6 +18,9 @@ pub enum Command {
     Dev(Dev),
     /// Write openapi.json, or check that it is current.
     Openapi(Openapi),
+    /// The service image and a local stack of it with PostgreSQL.
+    #[command(subcommand)]
+    Docker(Docker),
     /// Run the tests with line coverage; reports in target/coverage.
     Coverage(Coverage),
     /// Everything CI checks: formatting, lints, generated files, tests with the coverage gate.
@@ -68,6 +71,44 @@ pub enum Backend {
     Docker,
     Podman,
     Local,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Docker {
+    /// Build the image from docker/Dockerfile.
+    Build {
+        /// Image reference; defaults to <package>:<version>.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Push the image after building it.
+        #[arg(long)]
+        push: bool,
+        #[command(flatten)]
+        engine: EngineChoice,
+    },
+    /// Build the image, then start PostgreSQL, the migrations and the service with compose.
+    Up {
+        #[command(flatten)]
+        engine: EngineChoice,
+    },
+    /// Stop and remove the compose stack (volumes stay).
+    Down {
+        #[command(flatten)]
+        engine: EngineChoice,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EngineChoice {
+    /// The container engine; by default docker if it runs, else podman.
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Docker,
+    Podman,
 }
 
 #[derive(Debug, Args)]

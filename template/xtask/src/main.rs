@@ -1,10 +1,12 @@
 //! `cargo xtask`: the workflows of this service in one place (database, dev loop, OpenAPI,
-//! coverage, CI). This file only parses the command line and dispatches; each command is its module.
+//! images, coverage, CI). This file only parses the command line and dispatches; each command is its module.
 
 mod ci;
 mod coverage;
 mod db;
 mod dev;
+mod docker;
+mod engine;
 mod flags;
 mod openapi;
 mod project;
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
         flags::Command::Db(command) => db::run(command),
         flags::Command::Dev(dev) => dev::run(&dev),
         flags::Command::Openapi(openapi) => openapi::run(&openapi),
+        flags::Command::Docker(command) => docker::run(command),
         flags::Command::Coverage(coverage) => coverage::run(&coverage),
         flags::Command::Ci => ci::run(),
     };

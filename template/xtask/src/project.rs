@@ -72,3 +72,15 @@ pub fn works(sh: &Shell, program: &str, args: &[&str]) -> bool {
         .run()
         .is_ok()
 }
+
+/// A `key = "value"` field of the `[package]` table in Cargo.toml, such as `name`.
+pub fn package_field(key: &str) -> anyhow::Result<String> {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml"))?;
+    let prefix = format!("{key} = \"");
+    manifest
+        .lines()
+        .skip_while(|line| line.trim() != "[package]")
+        .take_while(|line| !line.starts_with('[') || line.trim() == "[package]")
+        .find_map(|line| line.strip_prefix(prefix.as_str())?.strip_suffix('"').map(str::to_owned))
+        .with_context(|| format!("Cargo.toml has no package {key}"))
+}

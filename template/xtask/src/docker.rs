@@ -1,0 +1,88 @@
+//! `cargo xtask docker build|up|down`: the service image from `docker/Dockerfile`, and a local
+//! stack of it (PostgreSQL, the migrations, the service) under compose, with docker or podman.
+
+use std::path::PathBuf;
+
+use xshell::{Shell, cmd};
+
+use crate::engine;
+use crate::flags::{Docker, Engine};
+use crate::project;
+
+pub fn run(command: Docker) -> anyhow::Result<()> {
+    let sh = project::shell()?;
+    match command {
+        Docker::Build { tag, push, engine } => {
+            let engine = engine::choose(&sh, engine.engine)?;
+            let tag = tag.map_or_else(default_tag, Ok)?;
+            build(&sh, engine, &tag)?;
+            if push {
+                let program = engine::name(engine);
+                cmd!(sh, "{program} push {tag}").run()?;
+            }
+            Ok(())
+        }
+        Docker::Up { engine } => {
+            let engine = engine::choose(&sh, engine.engine)?;
+            let tag = default_tag()?;
+            build(&sh, engine, &tag)?;
+            engine::compose(&sh, engine)?
+                .args(["up", "--detach", "--wait"])
+                .env("IMAGE", &tag)
+                .run()?;
+            println!("the stack is up; `cargo xtask docker down` stops it");
+            Ok(())
+        }
+        Docker::Down { engine } => {
+            let engine = engine::choose(&sh, engine.engine)?;
+            engine::compose(&sh, engine)?.args(["down"]).run()?;
+            Ok(())
+        }
+    }
+}
+
+/// `<package>:<version>`, the tag compose runs.
+pub fn default_tag() -> anyhow::Result<String> {
+    Ok(format!(
+        "{}:{}",
+        project::package_field("name")?,
+        project::package_field("version")?
+    ))
+}
+
+fn build(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
+    let version = project::package_field("version")?;
+    let revision = cmd!(sh, "git rev-parse --short HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_else(|_| "unknown".into());
+    let program = engine::name(engine);
+    let mut build = cmd!(sh, "{program} build --file docker/Dockerfile --tag {tag}")
+        .args(["--build-arg", &format!("VERSION={version}")])
+        .args(["--build-arg", &format!("REVISION={revision}")]);
+    build = match engine {
+        // Docker needs BuildKit for cache mounts and secrets.
+        Engine::Docker => build.env("DOCKER_BUILDKIT", "1"),
+        // The OCI format podman defaults to has no HEALTHCHECK.
+        Engine::Podman => build.args(["--format", "docker"]),
+    };
+    if let Some(bundle) = ca_bundle() {
+        build = build.arg("--secret").arg(format!("id=ca,src={}", bundle.display()));
+    }
+    build.arg(".").run()?;
+    let inspect: serde_json::Value = serde_json::from_str(&cmd!(sh, "{program} image inspect {tag}").read()?)?;
+    let bytes = inspect[0]["Size"].as_u64().unwrap_or(0);
+    println!("built {tag}: {} MB", bytes.div_ceil(1_000_000));
+    Ok(())
+}
+
+/// The CA bundle this machine trusts, handed to the build so that fetching crates works
+/// behind a TLS-intercepting proxy as it does here.
+fn ca_bundle() -> Option<PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/etc/ssl/certs/ca-certificates.crt")])
+        .find(|path| path.is_file())
+}

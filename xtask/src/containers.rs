@@ -1,0 +1,208 @@
+//! The container checks of `cargo xtask test`, on podman: the generated tests through
+//! testcontainers instead of DATABASE_URL, and the service image built by the generated
+//! `cargo xtask docker build`, run against PostgreSQL with the hardening a cluster applies.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use xshell::{Shell, cmd};
+
+use crate::{images, probe};
+
+/// The image size the template promises (README).
+pub const IMAGE_BUDGET_MB: u64 = 50;
+
+/// What the image check measured.
+pub struct Report {
+    pub size_mb: u64,
+    pub ready_after: Duration,
+}
+
+/// Whether podman runs here with its Docker-compatible socket, which testcontainers needs.
+pub fn available(sh: &Shell) -> bool {
+    cmd!(sh, "podman info")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+        && std::env::var("DOCKER_HOST").is_ok_and(|host| host.contains("podman"))
+}
+
+/// Runs the service's integration tests with no DATABASE_URL, so their PostgreSQL comes from
+/// testcontainers on podman. Run before `db up` writes a `.env`.
+pub fn test_through_testcontainers(sh: &Shell, project: &Path) -> anyhow::Result<()> {
+    ensure!(
+        !project.join(".env").exists(),
+        "a .env would give the tests a DATABASE_URL"
+    );
+    images::ensure(sh, false)?;
+    cmd!(sh, "cargo test --locked --test api")
+        .env_remove("DATABASE_URL")
+        .run()?;
+    let filter = format!("ancestor={}", images::POSTGRES);
+    let left = cmd!(sh, "podman ps --all --quiet --filter {filter}").read()?;
+    ensure!(left.trim().is_empty(), "testcontainers left containers behind: {left}");
+    Ok(())
+}
+
+/// Builds the image, then runs PostgreSQL, the migrations and the service as containers on a
+/// network of their own, and checks health, a request, the user and the missing shell.
+pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Report> {
+    images::ensure(sh, false)?;
+    let tag = format!("localhost/{name}:test");
+    cmd!(sh, "cargo xtask docker build --engine podman --tag {tag}").run()?;
+    let size_format = "{{.Size}}";
+    let size: u64 = cmd!(sh, "podman image inspect --format {size_format} {tag}")
+        .read()?
+        .trim()
+        .parse()?;
+    let size_mb = size.div_ceil(1_000_000);
+    ensure!(
+        size_mb <= IMAGE_BUDGET_MB,
+        "the image is {size_mb} MB, over the {IMAGE_BUDGET_MB} MB budget"
+    );
+    let user_format = "{{.Config.User}}";
+    let user = cmd!(sh, "podman image inspect --format {user_format} {tag}").read()?;
+    ensure!(
+        user.trim() == "65532:65532",
+        "the image runs as {user:?}, not the nonroot user"
+    );
+
+    let stack = Stack::new(sh, name);
+    let result = stack
+        .run(&tag, http_port)
+        .map(|ready_after| Report { size_mb, ready_after });
+    stack.remove();
+    result
+}
+
+/// The containers and network of one image check, named after the service.
+struct Stack<'a> {
+    sh: &'a Shell,
+    name: String,
+    network: String,
+    postgres: String,
+    app: String,
+    database: String,
+}
+
+impl<'a> Stack<'a> {
+    fn new(sh: &'a Shell, name: &str) -> Self {
+        Self {
+            sh,
+            name: name.to_owned(),
+            network: format!("{name}-check"),
+            postgres: format!("{name}-check-postgres"),
+            app: format!("{name}-check-app"),
+            database: name.replace('-', "_"),
+        }
+    }
+
+    fn run(&self, tag: &str, http_port: u16) -> anyhow::Result<Duration> {
+        let Self {
+            sh,
+            name,
+            network,
+            postgres,
+            app,
+            database,
+        } = self;
+        self.remove();
+        cmd!(sh, "podman network create {network}")
+            .quiet()
+            .ignore_stdout()
+            .run()?;
+        let postgres_image = images::POSTGRES;
+        cmd!(
+            sh,
+            "podman run --detach --name {postgres} --network {network}
+                --env POSTGRES_PASSWORD=postgres --env POSTGRES_DB={database} {postgres_image}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+        self.wait_for_postgres()?;
+
+        let url = format!("DATABASE_URL=postgres://postgres:postgres@{postgres}:5432/{database}");
+        cmd!(sh, "podman run --rm --network {network} --env {url} {tag} migrate run").run()?;
+        let host_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let publish = format!("127.0.0.1:{host_port}:{http_port}");
+        // The restrictions a Kubernetes restricted security context applies. Podman runs an
+        // image's HEALTHCHECK on systemd timers, which are absent here; the same command runs
+        // below through `exec` instead.
+        cmd!(
+            sh,
+            "podman run --detach --name {app} --network {network} --env {url} --publish {publish}
+                --read-only --cap-drop ALL --security-opt no-new-privileges --no-healthcheck {tag}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+        let ready_after = probe::wait_until_ready(host_port, Duration::from_secs(30), || Ok(()))
+            .with_context(|| format!("the container did not become ready; `podman logs {app}` tells why"))?;
+
+        let binary = format!("/usr/local/bin/{name}");
+        cmd!(sh, "podman exec {app} {binary} healthcheck")
+            .run()
+            .context("the healthcheck subcommand failed")?;
+        ensure!(
+            probe::status(host_port, "/openapi.json") == Some(200),
+            "a request to the container failed"
+        );
+        let pid_format = "{{.State.Pid}}";
+        let pid = cmd!(sh, "podman inspect --format {pid_format} {app}").read()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))?;
+        let uid = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .unwrap_or_default();
+        ensure!(
+            uid.split_whitespace().all(|id| id == "65532"),
+            "the service runs as uid {uid}"
+        );
+        let shell = cmd!(sh, "podman exec {app} /bin/sh -c true")
+            .quiet()
+            .ignore_stderr()
+            .run();
+        ensure!(shell.is_err(), "the image has a shell");
+        Ok(ready_after)
+    }
+
+    fn wait_for_postgres(&self) -> anyhow::Result<()> {
+        let postgres = &self.postgres;
+        for _ in 0..100 {
+            if cmd!(self.sh, "podman exec {postgres} pg_isready --username postgres")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("PostgreSQL did not start in its container")
+    }
+
+    fn remove(&self) {
+        let Self {
+            sh,
+            network,
+            postgres,
+            app,
+            ..
+        } = self;
+        let _ = cmd!(sh, "podman rm --force --volumes {app} {postgres}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
+        let _ = cmd!(sh, "podman network rm {network}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
+    }
+}
