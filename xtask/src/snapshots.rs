@@ -39,6 +39,32 @@ pub fn run() -> anyhow::Result<()> {
     let document = liquid_openapi(&openapi(&sh, &blank)?, &openapi(&sh, &full)?)?;
     std::fs::write(repo_root().join("template").join("openapi.json"), document)?;
     println!("wrote template/openapi.json");
+
+    manifests(&sh, &full)
+}
+
+/// The rendered Kubernetes manifests of each environment, as templates.
+fn manifests(sh: &Shell, project: &Path) -> anyhow::Result<()> {
+    let _dir = sh.push_dir(project);
+    cmd!(sh, "cargo xtask k8s render").run()?;
+    let rendered = project.join("k8s").join("rendered");
+    for entry in std::fs::read_dir(&rendered)? {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)?
+            .replace(NAMES[1], "{{project-name}}")
+            .replace("containerPort: 8080", "containerPort: {{http_port}}");
+        ensure!(
+            !text.contains("snapshot-") && !text.contains("8080"),
+            "{} names the snapshot service",
+            path.display()
+        );
+        let file = path.file_name().context("file name")?;
+        std::fs::write(
+            repo_root().join("template").join("k8s").join("rendered").join(file),
+            text,
+        )?;
+        println!("wrote template/k8s/rendered/{}", file.to_string_lossy());
+    }
     Ok(())
 }
 

@@ -159,6 +159,7 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
     xtask(sh).args(["ci"]).run()?;
     check_database_workflow(sh, &project, &database.port)?;
     database.down()?;
+    check_manifests(sh, &project)?;
     if containers {
         section("container image");
         let port = case
@@ -175,6 +176,20 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
             report.ready_after.as_millis()
         );
     }
+    Ok(())
+}
+
+/// The rendered Kubernetes manifests against the Kubernetes API schemas, offline, rejecting
+/// unknown fields. (`cargo xtask ci` has already checked the service's own rules.)
+fn check_manifests(sh: &Shell, project: &Path) -> anyhow::Result<()> {
+    section("Kubernetes schemas");
+    let manifests = files(&project.join("k8s").join("rendered"))?;
+    ensure!(!manifests.is_empty(), "no rendered manifests");
+    cmd!(sh, "kubernetes-validate --strict --quiet")
+        .args(&manifests)
+        .run()
+        .context("kubernetes-validate failed or is missing (pip install kubernetes-validate)")?;
+    println!("{} manifest files valid", manifests.len());
     Ok(())
 }
 

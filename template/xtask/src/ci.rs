@@ -4,8 +4,8 @@
 
 use xshell::cmd;
 
-use crate::flags::{Coverage, Openapi};
-use crate::{coverage, openapi, project};
+use crate::flags::{Coverage, K8s, Openapi};
+use crate::{coverage, k8s, openapi, project};
 
 pub fn run() -> anyhow::Result<()> {
     let sh = project::shell()?;
@@ -20,6 +20,11 @@ pub fn run() -> anyhow::Result<()> {
     .run()?;
     step("generated files");
     openapi::run(&Openapi { check: true })?;
+    k8s::run(&K8s::Render {
+        env: None,
+        image: None,
+        check: true,
+    })?;
     step("test with coverage");
     coverage::run(&Coverage { fail_under: None })?;
     cmd!(sh, "{cargo} test --package xtask --locked").run()?;

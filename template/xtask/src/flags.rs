@@ -21,6 +21,9 @@ pub enum Command {
     /// The service image and a local stack of it with PostgreSQL.
     #[command(subcommand)]
     Docker(Docker),
+    /// Kubernetes manifests per environment.
+    #[command(subcommand)]
+    K8s(K8s),
     /// Run the tests with line coverage; reports in target/coverage.
     Coverage(Coverage),
     /// Everything CI checks: formatting, lints, generated files, tests with the coverage gate.
@@ -95,6 +98,22 @@ pub enum Docker {
     Down {
         #[command(flatten)]
         engine: EngineChoice,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum K8s {
+    /// Write k8s/rendered/<env>.yaml from k8s/templates and k8s/values/<env>.toml.
+    Render {
+        /// The environment (a file in k8s/values); all of them when omitted.
+        #[arg(long)]
+        env: Option<String>,
+        /// The image to deploy instead of the one in the values file.
+        #[arg(long)]
+        image: Option<String>,
+        /// Fail if the committed manifests differ from a fresh render, instead of writing.
+        #[arg(long)]
+        check: bool,
     },
 }
 

@@ -1,5 +1,5 @@
 //! `cargo xtask`: the workflows of this service in one place (database, dev loop, OpenAPI,
-//! images, coverage, CI). This file only parses the command line and dispatches; each command is its module.
+//! images, Kubernetes manifests, coverage, CI). This file only parses the command line and dispatches; each command is its module.
 
 mod ci;
 mod coverage;
@@ -8,6 +8,7 @@ mod dev;
 mod docker;
 mod engine;
 mod flags;
+mod k8s;
 mod openapi;
 mod project;
 
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         flags::Command::Dev(dev) => dev::run(&dev),
         flags::Command::Openapi(openapi) => openapi::run(&openapi),
         flags::Command::Docker(command) => docker::run(command),
+        flags::Command::K8s(command) => k8s::run(&command),
         flags::Command::Coverage(coverage) => coverage::run(&coverage),
         flags::Command::Ci => ci::run(),
     };
