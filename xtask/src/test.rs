@@ -160,6 +160,10 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
     check_database_workflow(sh, &project, &database.port)?;
     database.down()?;
     check_manifests(sh, &project)?;
+    section("dependency policy");
+    cmd!(sh, "cargo deny --log-level error check licenses bans sources")
+        .run()
+        .context("cargo deny failed or is missing (cargo install cargo-deny --locked)")?;
     if containers {
         section("container image");
         let port = case
