@@ -24,6 +24,9 @@ pub struct Case {
     /// Also check the container image and the tests through testcontainers (needs podman).
     #[serde(default)]
     pub containers: bool,
+    /// Also run the benchmarks once, briefly: criterion and the HTTP load benchmark.
+    #[serde(default)]
+    pub bench: bool,
     #[serde(default)]
     pub values: BTreeMap<String, toml::Value>,
 }
@@ -157,6 +160,10 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
     // Creates the database the tests connect to, then applies the migrations.
     xtask(sh).args(["db", "migrate"]).run()?;
     xtask(sh).args(["ci"]).run()?;
+    if case.bench {
+        section("benchmarks (quick)");
+        check_bench(sh, &project, case)?;
+    }
     check_database_workflow(sh, &project, &database.port)?;
     database.down()?;
     check_manifests(sh, &project)?;
@@ -194,6 +201,42 @@ fn check_manifests(sh: &Shell, project: &Path) -> anyhow::Result<()> {
         .run()
         .context("kubernetes-validate failed or is missing (pip install kubernetes-validate)")?;
     println!("{} manifest files valid", manifests.len());
+    Ok(())
+}
+
+/// `cargo xtask bench --quick` runs and its report has every endpoint, each with traffic and
+/// ordered percentiles. The tolerance is wide: a quick run on a shared machine is noisy.
+fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
+    xtask(sh).args(["bench", "--quick", "--tolerance", "50"]).run()?;
+    let path = project.join("target").join("bench").join("report.json");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let example = case
+        .values
+        .get("example")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(true);
+    let mut expected = vec!["health"];
+    if example {
+        expected.extend(["create", "list", "get"]);
+    }
+    let endpoints = report["endpoints"].as_object().context("report has no endpoints")?;
+    ensure!(
+        endpoints.len() == expected.len(),
+        "report endpoints {:?}, expected {expected:?}",
+        endpoints.keys().collect::<Vec<_>>()
+    );
+    for (name, entry) in expected
+        .iter()
+        .map(|name| (*name, &report["endpoints"][name]))
+        .chain([("hello_world", &report["hello_world"])])
+    {
+        let number = |key: &str| entry[key].as_f64().unwrap_or(f64::NAN);
+        ensure!(number("requests_per_sec") > 0.0, "{name}: no requests measured");
+        ensure!(
+            number("p50_ms") <= number("p95_ms") && number("p95_ms") <= number("p99_ms"),
+            "{name}: percentiles out of order: {entry}"
+        );
+    }
     Ok(())
 }
 

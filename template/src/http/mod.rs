@@ -10,11 +10,11 @@ mod metrics;
 pub mod middleware;
 pub mod pagination;
 {%- if example %}
-mod projects;
+pub mod projects;
 {%- endif %}
 pub mod server;
 {%- if example %}
-mod tasks;
+pub mod tasks;
 {%- endif %}
 pub mod validation;
 

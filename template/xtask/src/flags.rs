@@ -24,6 +24,8 @@ pub enum Command {
     /// Kubernetes manifests per environment.
     #[command(subcommand)]
     K8s(K8s),
+    /// Criterion benches, then an HTTP load benchmark against a hello-world yardstick.
+    Bench(Bench),
     /// Run the tests with line coverage; reports in target/coverage.
     Coverage(Coverage),
     /// Everything CI checks: formatting, lints, generated files, tests with the coverage gate.
@@ -148,4 +150,17 @@ pub struct Coverage {
     /// Fail below this line coverage, in percent (default: the CI gate).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub fail_under: Option<u8>,
+}
+
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Shorter runs: for checking that the benchmark works, not for numbers to keep.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write this run's ratios to bench/baseline.json instead of comparing with it.
+    #[arg(long)]
+    pub save_baseline: bool,
+    /// How far, in percent, throughput relative to hello-world may fall below the baseline.
+    #[arg(long, default_value_t = 35, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub tolerance: u8,
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the workflows of this service in one place (database, dev loop, OpenAPI,
-//! images, Kubernetes manifests, coverage, CI). This file only parses the command line and dispatches; each command is its module.
+//! images, Kubernetes manifests, benchmarks, coverage, CI). This file only parses the command line and dispatches; each command is its module.
 
+mod bench;
 mod ci;
 mod coverage;
 mod db;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         flags::Command::Openapi(openapi) => openapi::run(&openapi),
         flags::Command::Docker(command) => docker::run(command),
         flags::Command::K8s(command) => k8s::run(&command),
+        flags::Command::Bench(bench) => bench::run(&bench),
         flags::Command::Coverage(coverage) => coverage::run(&coverage),
         flags::Command::Ci => ci::run(),
     };
