@@ -1,6 +1,6 @@
 //! The command line: `serve` runs the HTTP service, `migrate` manages the schema with the same
 //! binary (so a Kubernetes Job can run it from the service image), `openapi` prints the spec,
-//! `healthcheck` probes a running instance.
+//! `healthcheck` probes a running instance, `create-admin` bootstraps the first administrator.
 //! Failures print one line on stderr and exit non-zero.
 
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Environment};
 use crate::db::Database;
 use crate::db::migrate::{self, MIGRATOR};
+use crate::domain::user::ADMIN_ROLE;
 use crate::http::server;
 use crate::{AppState, telemetry};
 
@@ -41,6 +42,12 @@ enum Command {
     /// Exit 0 if the service on this host answers its liveness probe: a container HEALTHCHECK
     /// that needs no shell or curl in the image.
     Healthcheck,
+    /// Create an account with the admin role; the password is read from standard input, so it
+    /// never appears in the process list or the shell history.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,12 +115,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let address = server::loopback(SocketAddr::new(config.server.host, config.server.port));
             server::check_live(address, Duration::from_secs(2))
         }
+        Command::CreateAdmin { email } => runtime.block_on(create_admin(&config, &email)),
         Command::Openapi => unreachable!("handled above"),
     }
 }
 
+async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from standard input")?;
+    let registration = crate::http::auth::Registration {
+        email: email.trim().to_owned(),
+        password: password.trim_end_matches(['\r', '\n']).into(),
+    };
+    validator::Validate::validate(&registration)
+        .map_err(|errors| anyhow::anyhow!("{}", errors.to_string().replace('\n', "; ")))?;
+    let passwords = crate::auth::Passwords::new(&config.auth)?;
+    let hash = passwords
+        .hash(registration.password.secret())
+        .await
+        .map_err(|err| anyhow::anyhow!(err))??;
+    let db = Database::connect(&config.database)?;
+    let mut conn = db
+        .acquire()
+        .await
+        .context("cannot reach the database; is DATABASE_URL right and PostgreSQL running?")?;
+    let created = crate::db::users::insert(&mut conn, &registration.email, &hash, ADMIN_ROLE)
+        .await
+        .map_err(|err| anyhow::anyhow!(err))
+        .context("cannot create the account (are the migrations applied?)")?;
+    let id = created.with_context(|| format!("an account with the email {} already exists", registration.email))?;
+    println!("created admin {id}");
+    drop(conn);
+    db.close().await;
+    Ok(())
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = Database::connect(&config.database)?;
+    // Before listening, so that a bad key stops the process instead of a serving instance.
+    let state = AppState::new(config, db.clone())?;
+    let config = state.config.clone();
     let address = SocketAddr::new(config.server.host, config.server.port);
     let listener = TcpListener::bind(address)
         .await
@@ -126,7 +169,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "database unreachable at start; readiness stays down until it answers"
         );
     }
-    let state = AppState::new(config, db.clone());
     let server_config = state.config.server.clone();
     let lifecycle = state.lifecycle.clone();
     tracing::info!(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -24,6 +25,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
 }
 
 /// Where the service runs; production tightens defaults such as the log format.
@@ -150,6 +155,123 @@ mod defaults {
     }
 }
 
+/// Access tokens: who issues them, for which API, for how long, and the keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The `iss` of the tokens this service issues and accepts, such as its public base URL.
+    pub issuer: String,
+    /// The `aud`: the API the tokens are for.
+    pub audience: String,
+    pub access_token_ttl_secs: u64,
+    /// The Ed25519 private key (PKCS#8 PEM) that signs new tokens. A secret: in production it
+    /// comes from the environment only, and the development key is refused.
+    pub signing_key: Option<SecretString>,
+    /// Public keys (PEM, one after another) still accepted, such as the previous signing key
+    /// while tokens it signed may still be alive.
+    pub verification_keys: String,
+    /// A refresh token unused for this long lapses.
+    pub refresh_token_idle_secs: u64,
+    /// No session outlives this, however often it is refreshed.
+    pub refresh_token_absolute_secs: u64,
+    /// Argon2id memory cost; the default is OWASP's minimum for Argon2id.
+    pub password_memory_kib: u32,
+    pub password_iterations: u32,
+    pub password_parallelism: u32,
+    /// Passwords hashed at once; defaults to the number of CPUs.
+    pub password_hashing_concurrency: Option<usize>,
+    /// How long a login may wait for a hashing slot before it gets 503.
+    pub password_queue_timeout_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: env!("CARGO_PKG_NAME").to_owned(),
+            audience: env!("CARGO_PKG_NAME").to_owned(),
+            access_token_ttl_secs: 15 * 60,
+            signing_key: None,
+            verification_keys: String::new(),
+            refresh_token_idle_secs: 14 * 24 * 3600,
+            refresh_token_absolute_secs: 30 * 24 * 3600,
+            password_memory_kib: 19_456,
+            password_iterations: 2,
+            password_parallelism: 1,
+            password_hashing_concurrency: None,
+            password_queue_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+
+    pub fn refresh_lifetimes(&self) -> crate::db::refresh_tokens::Lifetimes {
+        crate::db::refresh_tokens::Lifetimes {
+            idle: Duration::from_secs(self.refresh_token_idle_secs),
+            absolute: Duration::from_secs(self.refresh_token_absolute_secs),
+        }
+    }
+
+    pub fn password_hashing_concurrency(&self) -> usize {
+        self.password_hashing_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+    }
+}
+
+/// Request rate limits (per minute, with a minute's quota allowed as a burst) and the proxies
+/// whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Requests without a valid access token, per client address.
+    pub per_ip_per_minute: u32,
+    /// Requests with a valid access token, per account.
+    pub per_user_per_minute: u32,
+    /// Sign-in and registration attempts per client address.
+    pub sign_in_per_ip_per_minute: u32,
+    /// Sign-in and registration attempts per email address.
+    pub sign_in_per_account_per_minute: u32,
+    /// Comma-separated addresses or CIDR ranges of the proxies in front of the service, e.g.
+    /// `10.0.0.0/8`. Only a request from one of them may name its client in `X-Forwarded-For`.
+    pub trusted_proxies: String,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_ip_per_minute: 300,
+            per_user_per_minute: 600,
+            sign_in_per_ip_per_minute: 20,
+            sign_in_per_account_per_minute: 10,
+            trusted_proxies: String::new(),
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// The trusted proxy ranges; a single address is a range of one.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<IpNet>> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .with_context(|| {
+                        format!("APP_RATE_LIMIT__TRUSTED_PROXIES: {entry:?} is not an address or CIDR range")
+                    })
+            })
+            .collect()
+    }
+}
+
 /// Log verbosity and shape.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -224,6 +346,32 @@ impl Config {
             ),
             ("APP_DATABASE__ACQUIRE_TIMEOUT_MS", self.database.acquire_timeout_ms),
             ("APP_DATABASE__STATEMENT_TIMEOUT_MS", self.database.statement_timeout_ms),
+            ("APP_AUTH__ACCESS_TOKEN_TTL_SECS", self.auth.access_token_ttl_secs),
+            ("APP_AUTH__REFRESH_TOKEN_IDLE_SECS", self.auth.refresh_token_idle_secs),
+            (
+                "APP_AUTH__REFRESH_TOKEN_ABSOLUTE_SECS",
+                self.auth.refresh_token_absolute_secs,
+            ),
+            (
+                "APP_AUTH__PASSWORD_HASHING_CONCURRENCY",
+                self.auth.password_hashing_concurrency() as u64,
+            ),
+            (
+                "APP_RATE_LIMIT__PER_IP_PER_MINUTE",
+                u64::from(self.rate_limit.per_ip_per_minute),
+            ),
+            (
+                "APP_RATE_LIMIT__PER_USER_PER_MINUTE",
+                u64::from(self.rate_limit.per_user_per_minute),
+            ),
+            (
+                "APP_RATE_LIMIT__SIGN_IN_PER_IP_PER_MINUTE",
+                u64::from(self.rate_limit.sign_in_per_ip_per_minute),
+            ),
+            (
+                "APP_RATE_LIMIT__SIGN_IN_PER_ACCOUNT_PER_MINUTE",
+                u64::from(self.rate_limit.sign_in_per_account_per_minute),
+            ),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");
@@ -233,6 +381,15 @@ impl Config {
             check_origin(origin)
                 .with_context(|| format!("APP_SERVER__CORS_ALLOWED_ORIGINS: invalid origin {origin:?}"))?;
         }
+        // OWASP's minimum for Argon2id; development may go lower for speed, production may not.
+        if self.environment == Environment::Production
+            && (self.auth.password_memory_kib < 19_456 || self.auth.password_iterations < 2)
+        {
+            bail!(
+                "APP_AUTH__PASSWORD_MEMORY_KIB must be at least 19456 and APP_AUTH__PASSWORD_ITERATIONS at least 2 in production"
+            );
+        }
+        self.rate_limit.trusted_proxies()?;
         if self.database.url.is_none() {
             bail!("DATABASE_URL is not set: export it or put it in .env (see .env.example)");
         }
@@ -265,6 +422,29 @@ fn describe(err: &figment::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn production_refuses_password_hashing_below_the_owasp_minimum() {
+        let config = |environment, memory| Config {
+            environment,
+            server: ServerConfig::default(),
+            database: DatabaseConfig {
+                url: Some("postgres://localhost/app".into()),
+                ..DatabaseConfig::default()
+            },
+            log: LogConfig::default(),
+            auth: AuthConfig {
+                password_memory_kib: memory,
+                ..AuthConfig::default()
+            },
+            rate_limit: RateLimitConfig::default(),
+        };
+
+        let error = config(Environment::Production, 1024).validate().expect_err("refused");
+        assert!(error.to_string().contains("APP_AUTH__PASSWORD_MEMORY_KIB"), "{error}");
+        assert!(config(Environment::Development, 1024).validate().is_ok());
+        assert!(config(Environment::Production, 19_456).validate().is_ok());
+    }
 
     #[test]
     fn an_origin_with_a_path_is_refused() {

@@ -1,12 +1,14 @@
 //! The service as a library: `main.rs` only calls [`cli::main`], and tests build the router
 //! with [`app`] around an [`AppState`] of their own.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod rate_limit;
 mod state;
 pub mod telemetry;
 

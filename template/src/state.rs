@@ -3,9 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ipnet::IpNet;
+
+use crate::auth::{Passwords, Tokens};
 use crate::config::Config;
 use crate::db::Database;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimits;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -13,16 +17,26 @@ pub struct AppState {
     pub db: Database,
     pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<Lifecycle>,
+    pub tokens: Arc<Tokens>,
+    pub passwords: Arc<Passwords>,
+    pub rate_limits: Arc<RateLimits>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Database) -> Self {
-        Self {
+    /// Fails when the signing keys, the password hashing or the proxy settings are unusable.
+    pub fn new(config: Config, db: Database) -> anyhow::Result<Self> {
+        Ok(Self {
+            tokens: Arc::new(Tokens::new(&config.auth, config.environment)?),
+            passwords: Arc::new(Passwords::new(&config.auth)?),
+            rate_limits: Arc::new(RateLimits::new(&config.rate_limit)),
+            trusted_proxies: config.rate_limit.trusted_proxies()?.into(),
             config: Arc::new(config),
             db,
             metrics: Arc::new(Metrics::default()),
             lifecycle: Arc::new(Lifecycle::default()),
-        }
+        })
     }
 }
 

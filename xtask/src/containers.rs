@@ -129,14 +129,22 @@ impl<'a> Stack<'a> {
         cmd!(sh, "podman run --rm --network {network} --env {url} {tag} migrate run").run()?;
         let host_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let publish = format!("127.0.0.1:{host_port}:{http_port}");
+        // A key of its own: production refuses the development one. Passed through the
+        // environment, not the command line, as a secret should be.
+        let signing_key = cmd!(sh, "openssl genpkey -algorithm ed25519")
+            .quiet()
+            .read()
+            .context("cannot generate a signing key (is openssl installed?)")?;
         // The restrictions a Kubernetes restricted security context applies. Podman runs an
         // image's HEALTHCHECK on systemd timers, which are absent here; the same command runs
         // below through `exec` instead.
         cmd!(
             sh,
             "podman run --detach --name {app} --network {network} --env {url} --publish {publish}
+                --env APP_AUTH__SIGNING_KEY
                 --read-only --cap-drop ALL --security-opt no-new-privileges --no-healthcheck {tag}"
         )
+        .env("APP_AUTH__SIGNING_KEY", signing_key)
         .quiet()
         .ignore_stdout()
         .run()?;

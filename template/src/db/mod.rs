@@ -7,8 +7,12 @@ pub mod migrate;
 mod pool;
 {%- if example %}
 pub mod projects;
+{%- endif %}
+pub mod refresh_tokens;
+{%- if example %}
 pub mod tasks;
 {%- endif %}
+pub mod users;
 pub mod versioned;
 
 pub use error::DbError;

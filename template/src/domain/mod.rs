@@ -7,3 +7,4 @@ pub mod page;
 pub mod project;
 pub mod task;
 {%- endif %}
+pub mod user;

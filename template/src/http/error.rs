@@ -76,6 +76,16 @@ pub enum ApiError {
     /// 400: the request is malformed (syntax, path or query parameters).
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no credentials, or credentials that do not hold. Carries `WWW-Authenticate`;
+    /// `invalid_token` says a bearer token was presented and refused (RFC 6750).
+    #[error("{detail}")]
+    Unauthorized { detail: &'static str, invalid_token: bool },
+    /// 403: authenticated, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 429: over a rate limit; retry after `retry_after` seconds.
+    #[error("too many requests; retry in {retry_after} s")]
+    TooManyRequests { retry_after: u32 },
     /// 404: the addressed resource does not exist.
     #[error("{0}")]
     NotFound(&'static str),
@@ -126,6 +136,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
@@ -144,7 +157,15 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut problem = Problem::new(status, self.to_string());
         let mut retry_after = None;
+        let mut challenge = None;
         match self {
+            Self::Unauthorized { invalid_token, .. } => {
+                challenge = Some(if invalid_token {
+                    r#"Bearer error="invalid_token""#
+                } else {
+                    "Bearer"
+                });
+            }
             Self::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "request failed");
                 problem.detail = Some("an unexpected error occurred".to_owned());
@@ -157,10 +178,16 @@ impl IntoResponse for ApiError {
                 tracing::debug!(detail = problem.detail.as_deref(), "service unavailable");
                 retry_after = seconds;
             }
+            Self::TooManyRequests { retry_after: seconds } => retry_after = Some(seconds),
             Self::Validation(errors) => problem.errors = errors,
             _ => {}
         }
         let mut response = problem.into_response();
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()

@@ -63,7 +63,8 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    let span = tracing::info_span!("request", %method, %route, %request_id);
+    // The client address is recorded once `rate_limit::resolve_client` has worked it out.
+    let span = tracing::info_span!("request", %method, %route, %request_id, client_ip = tracing::field::Empty);
 
     let response = next.run(request).instrument(span.clone()).await;
 

@@ -2,20 +2,25 @@
 //! types, extractors, error rendering, middleware and the server loop.
 
 mod api;
+pub mod auth;
+pub mod authn;
 mod docs;
 pub mod error;
 pub mod extract;
 mod health;
+mod jwks;
 mod metrics;
 pub mod middleware;
 pub mod pagination;
 {%- if example %}
 pub mod projects;
 {%- endif %}
+pub mod rate_limit;
 pub mod server;
 {%- if example %}
 pub mod tasks;
 {%- endif %}
+pub mod users;
 pub mod validation;
 
 use std::time::Duration;
@@ -36,7 +41,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::OpenApi;
 
 use crate::AppState;
-use crate::config::ServerConfig;
 
 /// The whole service: every route behind the middleware stack, ready to serve or to drive
 /// from tests.
@@ -62,19 +66,21 @@ pub fn assemble(api: Router<AppState>, state: AppState) -> Router {
     let (operations, _) = api::operations().split_for_parts();
     let router = operations
         .merge(docs::router(openapi()))
-        .merge(with_limits(api, &state.config.server))
+        .merge(with_limits(api, &state))
         .fallback(|| async { StatusCode::NOT_FOUND });
     with_middleware(router, &state).with_state(state)
 }
 
-/// Load shedding past the concurrency limit, and the request timeout.
-fn with_limits(router: Router<AppState>, server: &ServerConfig) -> Router<AppState> {
+/// Load shedding past the concurrency limit, the request timeout, and the rate limits.
+fn with_limits(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let server = &state.config.server;
     router.layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(middleware::overload_response))
             .layer(LoadShedLayer::new())
             .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
-            .layer(TimeoutLayer::new(server.request_timeout())),
+            .layer(TimeoutLayer::new(server.request_timeout()))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit)),
     )
 }
 
@@ -85,6 +91,10 @@ fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppStat
     let stack = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(middleware::request_id))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::resolve_client,
+        ))
         // Outside the panic catcher, so that a 500 still carries the CORS headers a browser
         // needs to show it.
         .option_layer(cors)

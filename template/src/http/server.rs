@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -73,7 +74,8 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers and middleware see the peer as `ConnectInfo`, as with `axum::serve`.
+        let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(peer))));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         connections.spawn(async move {

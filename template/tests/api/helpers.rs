@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{MethodRouter, get};
+use figment::Figment;
+use figment::providers::{Format, Toml};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
-use service::config::{Config, DatabaseConfig, Environment, LogConfig, ServerConfig};
+use service::config::{AuthConfig, Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
 use service::db::Database;
 use service::http::server;
 use service::{AppState, http};
@@ -42,7 +44,21 @@ pub fn test_config(database_url: &str) -> Config {
             ..DatabaseConfig::default()
         },
         log: LogConfig::default(),
+        auth: development_auth(),
+        // Off, so that tests may send many requests; `rate_limits.rs` turns them on.
+        rate_limit: RateLimitConfig {
+            enabled: false,
+            ..RateLimitConfig::default()
+        },
     }
+}
+
+/// The `[auth]` settings of `config/development.toml`, development signing key included.
+pub fn development_auth() -> AuthConfig {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/development.toml");
+    Figment::from(Toml::file_exact(file))
+        .extract_inner("auth")
+        .expect("[auth] in config/development.toml")
 }
 
 impl TestApp {
@@ -57,7 +73,7 @@ impl TestApp {
         let mut config = test_config(&database.url);
         configure(&mut config);
         let db = Database::connect(&config.database).expect("valid database settings");
-        let state = AppState::new(config, db);
+        let state = AppState::new(config, db).expect("valid auth settings");
         let router = http::assemble(http::api_routes().merge(extra_routes), state.clone());
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");

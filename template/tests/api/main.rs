@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so the crate links once; each test runs against its own
 //! freshly migrated database and a real server on a free port.
 
+mod auth;
 mod building_blocks;
 mod database;
 mod docs;
@@ -13,7 +14,9 @@ mod process;
 {%- if example %}
 mod projects;
 {%- endif %}
+mod rate_limits;
 mod server;
 {%- if example %}
 mod tasks;
 {%- endif %}
+mod tokens;

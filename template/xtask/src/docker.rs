@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use xshell::{Shell, cmd};
 
 use crate::engine;
@@ -26,9 +27,19 @@ pub fn run(command: Docker) -> anyhow::Result<()> {
             let engine = engine::choose(&sh, engine.engine)?;
             let tag = default_tag()?;
             build(&sh, engine, &tag)?;
+            // The image runs in production mode, which refuses the development key: without a
+            // key of yours in the environment, this stack signs with a fresh one.
+            let signing_key = match std::env::var("APP_AUTH__SIGNING_KEY") {
+                Ok(key) => key,
+                Err(_) => cmd!(sh, "openssl genpkey -algorithm ed25519")
+                    .quiet()
+                    .read()
+                    .context("set APP_AUTH__SIGNING_KEY, or install openssl to generate one")?,
+            };
             engine::compose(&sh, engine)?
                 .args(["up", "--detach", "--wait"])
                 .env("IMAGE", &tag)
+                .env("APP_AUTH__SIGNING_KEY", signing_key)
                 .run()?;
             println!("the stack is up; `cargo xtask docker down` stops it");
             Ok(())

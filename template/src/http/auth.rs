@@ -1,0 +1,391 @@
+//! `/api/v1/auth`: register, sign in, refresh, sign out, the current account, and password
+//! changes. Failures that could tell an attacker which addresses have accounts all look alike:
+//! same status, same body, and the same password-hashing work.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+use validator::{Validate, ValidationError};
+
+use super::authn::CurrentUser;
+use super::error::{ApiError, Problem};
+use super::extract::{Json, Valid};
+use super::rate_limit::{ClientIp, refuse};
+use crate::AppState;
+use crate::auth::{Saturated, Verdict, refresh};
+use crate::db;
+use crate::db::refresh_tokens::Rotation;
+use crate::domain::user::{DEFAULT_ROLE, UserStatus};
+
+/// Shortest and longest password accepted. The maximum bounds the hashing work a request can
+/// ask for; it is checked before any hashing.
+pub const PASSWORD_MIN_CHARS: usize = 12;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh_session))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+}
+
+/// A password from a request body. Validation rules may copy a value into their error; this
+/// type serializes as a placeholder, so a password cannot travel that way (nor through
+/// `Debug`, which `SecretString` redacts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Password(SecretString);
+
+impl Password {
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+impl From<&str> for Password {
+    fn from(text: &str) -> Self {
+        Self(text.into())
+    }
+}
+
+impl Serialize for Password {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+fn password_policy(password: &Password) -> Result<(), ValidationError> {
+    let chars = password.0.expose_secret().chars().count();
+    if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
+        Ok(())
+    } else {
+        Err(ValidationError::new("length")
+            .with_message(format!("must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters").into()))
+    }
+}
+
+fn password_max(password: &Password) -> Result<(), ValidationError> {
+    if password.0.expose_secret().chars().count() <= PASSWORD_MAX_CHARS {
+        Ok(())
+    } else {
+        Err(ValidationError::new("length")
+            .with_message(format!("must be at most {PASSWORD_MAX_CHARS} characters").into()))
+    }
+}
+
+/// An email address and a password.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    #[validate(email(message = "must be an email address"), length(max = 254))]
+    #[schema(example = "ada@example.com", max_length = 254)]
+    pub email: String,
+    #[validate(custom(function = "password_max"))]
+    #[schema(value_type = String, format = Password, max_length = 128)]
+    pub password: Password,
+}
+
+/// A new account.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    #[validate(email(message = "must be an email address"), length(max = 254))]
+    #[schema(example = "ada@example.com", max_length = 254)]
+    pub email: String,
+    #[validate(custom(function = "password_policy"))]
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
+    pub password: Password,
+}
+
+/// The same answer whether or not the address already had an account.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    #[schema(example = "if the address is free, the account now exists: sign in to continue")]
+    pub detail: String,
+}
+
+/// A refresh token, to rotate or to revoke.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[validate(length(max = 1024))]
+    #[schema(max_length = 1024)]
+    pub refresh_token: String,
+}
+
+/// A session: a short-lived access token for the API and a refresh token for the next one.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Single use: each refresh returns the next one, and using one twice ends the session.
+    pub refresh_token: String,
+}
+
+/// The signed-in account.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub id: Uuid,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A new password, with the current one as proof.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    #[validate(custom(function = "password_max"))]
+    #[schema(value_type = String, format = Password, max_length = 128)]
+    pub current_password: Password,
+    #[validate(custom(function = "password_policy"))]
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
+    pub new_password: Password,
+}
+
+const BAD_CREDENTIALS: ApiError = ApiError::Unauthorized {
+    detail: "the email or password is wrong",
+    invalid_token: false,
+};
+const BAD_REFRESH: ApiError = ApiError::Unauthorized {
+    detail: "the refresh token is invalid, expired or already used",
+    invalid_token: true,
+};
+
+impl From<Saturated> for ApiError {
+    fn from(_: Saturated) -> Self {
+        Self::Unavailable {
+            detail: "too many sign-ins at once; retry shortly",
+            retry_after: Some(1),
+        }
+    }
+}
+
+/// Register
+///
+/// Answers 202 whether or not the address already has an account, after the same work, so
+/// the answer does not tell which addresses are registered.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", operation_id = "register",
+    request_body = Registration,
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address or for this account", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many sign-ins at once", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Valid(body): Valid<Registration>,
+) -> Result<impl IntoResponse, ApiError> {
+    state
+        .rate_limits
+        .sign_in(ip, &body.email)
+        .map_err(|limited| refuse(limited, None))?;
+    let hash = state.passwords.hash(body.password.secret()).await??;
+    let mut conn = state.db.acquire().await?;
+    let created = db::users::insert(&mut conn, body.email.trim(), &hash, DEFAULT_ROLE).await?;
+    if let Some(id) = created {
+        tracing::info!(target: "security", event = "account_created", user_id = %id, "account created");
+    } else {
+        tracing::info!(target: "security", event = "registration_for_existing_account", "registration for an existing address");
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            detail: "if the address is free, the account now exists: sign in to continue".to_owned(),
+        }),
+    ))
+}
+
+/// Sign in
+#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "login",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 401, description = "Wrong email or password, or a disabled account", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address or for this account", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many sign-ins at once", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Valid(body): Valid<Credentials>,
+) -> Result<Json<TokenPair>, ApiError> {
+    state
+        .rate_limits
+        .sign_in(ip, &body.email)
+        .map_err(|limited| refuse(limited, None))?;
+    let mut conn = state.db.acquire().await?;
+    let account = db::users::credentials_by_email(&mut conn, body.email.trim()).await?;
+    // Released while hashing: a connection must not wait on the CPU.
+    drop(conn);
+    let verdict = state
+        .passwords
+        .verify(
+            account.as_ref().map(|account| account.password_hash.as_str()),
+            body.password.secret(),
+        )
+        .await?;
+    let (account, needs_rehash) = match (account, verdict) {
+        (Some(account), Verdict::Match { needs_rehash }) if account.status == UserStatus::Active => {
+            (account, needs_rehash)
+        }
+        (account, _) => {
+            tracing::warn!(
+                target: "security",
+                event = "login_failed",
+                user_id = account.as_ref().map(|account| account.id.to_string()),
+                disabled = account.as_ref().is_some_and(|account| account.status == UserStatus::Disabled),
+                "sign-in failed"
+            );
+            return Err(BAD_CREDENTIALS);
+        }
+    };
+    let mut conn = state.db.acquire().await?;
+    if needs_rehash {
+        // The hashing parameters were raised since this hash was made.
+        let hash = state.passwords.hash(body.password.secret()).await??;
+        db::users::set_password_hash(&mut conn, account.id, &hash).await?;
+    }
+    let (refresh_token, refresh_hash) = refresh::generate()?;
+    db::refresh_tokens::start_family(
+        &mut conn,
+        account.id,
+        &refresh_hash,
+        state.config.auth.refresh_lifetimes(),
+    )
+    .await?;
+    tracing::info!(target: "security", event = "login_succeeded", user_id = %account.id, "signed in");
+    Ok(Json(token_pair(&state, account.id, refresh_token)?))
+}
+
+fn token_pair(state: &AppState, user: Uuid, refresh_token: String) -> Result<TokenPair, ApiError> {
+    Ok(TokenPair {
+        access_token: state.tokens.issue_access(user)?,
+        token_type: "Bearer".to_owned(),
+        expires_in: state.tokens.access_ttl().as_secs(),
+        refresh_token,
+    })
+}
+
+/// Refresh
+///
+/// Exchanges a refresh token for a new pair. Each refresh token works once: presenting a used
+/// one again ends its session, including the newest token, since one of the two parties
+/// holding it is not the account's owner.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The next pair", body = TokenPair),
+        (status = 401, description = "Invalid, expired, revoked or reused token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn refresh_session(
+    State(state): State<AppState>,
+    Valid(body): Valid<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let (refresh_token, new_hash) = refresh::generate()?;
+    let mut conn = state.db.acquire().await?;
+    let idle = state.config.auth.refresh_lifetimes().idle;
+    match db::refresh_tokens::rotate(&mut conn, &refresh::hash(&body.refresh_token), &new_hash, idle).await? {
+        Rotation::Rotated { user_id, .. } => Ok(Json(token_pair(&state, user_id, refresh_token)?)),
+        Rotation::Reused { user_id, family_id } => {
+            tracing::warn!(
+                target: "security",
+                event = "refresh_token_reused",
+                user_id = %user_id,
+                family_id = %family_id,
+                "a used refresh token was presented again; its session is revoked"
+            );
+            Err(BAD_REFRESH)
+        }
+        Rotation::Refused => Err(BAD_REFRESH),
+    }
+}
+
+/// Sign out
+///
+/// Revokes the session the refresh token belongs to. Answers 204 for any token, known or not.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logout",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "The session is over")))]
+async fn logout(State(state): State<AppState>, Valid(body): Valid<RefreshRequest>) -> Result<StatusCode, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    db::refresh_tokens::revoke_family_of(&mut conn, &refresh::hash(&body.refresh_token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in account
+#[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account", body = Me),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let account = db::users::find(&mut conn, user.id)
+        .await?
+        .ok_or(ApiError::NotFound("account not found"))?;
+    Ok(Json(Me {
+        id: account.id,
+        email: account.email,
+        roles: account.roles,
+        permissions: user.permissions,
+        created_at: account.created_at,
+    }))
+}
+
+/// Change the password
+///
+/// Ends every session of the account, this one's refresh token included: sign in again.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", operation_id = "changePassword",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; every session is revoked"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The current password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn change_password(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Valid(body): Valid<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let account = db::users::credentials_by_id(&mut conn, user.id).await?;
+    drop(conn);
+    let verdict = state
+        .passwords
+        .verify(
+            account.as_ref().map(|account| account.password_hash.as_str()),
+            body.current_password.secret(),
+        )
+        .await?;
+    if !matches!(verdict, Verdict::Match { .. }) {
+        tracing::warn!(target: "security", event = "password_change_refused", user_id = %user.id, "wrong current password");
+        return Err(ApiError::Forbidden("the current password is wrong"));
+    }
+    let hash = state.passwords.hash(body.new_password.secret()).await??;
+    let mut conn = state.db.acquire().await?;
+    db::users::replace_password(&mut conn, user.id, &hash).await?;
+    tracing::info!(target: "security", event = "password_changed", user_id = %user.id, "password changed; sessions revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
