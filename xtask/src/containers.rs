@@ -202,7 +202,9 @@ impl<'a> Stack<'a> {
             app,
             ..
         } = self;
-        let _ = cmd!(sh, "podman rm --force --volumes {app} {postgres}")
+        // `--ignore`: after an early failure the app container does not exist, and without it
+        // podman would give up before removing PostgreSQL.
+        let _ = cmd!(sh, "podman rm --force --ignore --volumes --time 0 {app} {postgres}")
             .quiet()
             .ignore_stdout()
             .ignore_stderr()

@@ -215,7 +215,7 @@ fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
         .get("example")
         .and_then(toml::Value::as_bool)
         .unwrap_or(true);
-    let mut expected = vec!["health"];
+    let mut expected = vec!["health", "login", "health during login flood"];
     if example {
         expected.extend(["create", "list", "get"]);
     }

@@ -18,8 +18,8 @@ use xshell::{Shell, cmd};
 use crate::flags::{Bench, DbUp};
 use crate::{db, project};
 
-/// Writes one JSON line at the end of a wrk run; with a body prefix, every request creates a
-/// record of its own.
+/// Writes one JSON line at the end of a wrk run. Arguments: `create <prefix>` POSTs a new
+/// record per request; `post <json>` POSTs the same body every time.
 const WRK_SCRIPT: &str = r#"
 local counter, thread_id = 0, 0
 local threads = {}
@@ -32,8 +32,9 @@ function init(args)
   if args[1] then
     wrk.method = "POST"
     wrk.headers["content-type"] = "application/json"
-    prefix = args[1]
   end
+  if args[1] == "create" then prefix = args[2] end
+  if args[1] == "post" then wrk.body = args[2] end
 end
 function request()
   if prefix then
@@ -46,9 +47,9 @@ end
 function done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
-    '{"requests":%d,"duration_us":%d,"failed":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d}\n',
+    '{"requests":%d,"duration_us":%d,"failed":%d,"turned_away":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d}\n',
     summary.requests, summary.duration,
-    errors.connect + errors.read + errors.write + errors.status + errors.timeout,
+    errors.connect + errors.read + errors.write + errors.timeout, errors.status,
     latency:percentile(50), latency:percentile(95), latency:percentile(99)))
 end
 "#;
@@ -57,8 +58,29 @@ end
 struct Scenario {
     name: &'static str,
     path: String,
-    /// Records created by POSTing `{"name": "<prefix>-..."}`.
-    create: Option<&'static str>,
+    body: Body,
+    /// Whether answers other than 2xx are part of the design under this load (sign-in sheds
+    /// what it cannot hash in time) rather than failures.
+    may_shed: bool,
+}
+
+enum Body {
+    None,
+    /// POST `{"name": "<prefix>-..."}`, a new record per request.
+    Unique(&'static str),
+    /// POST this JSON every time.
+    Fixed(String),
+}
+
+impl Scenario {
+    fn get(name: &'static str, path: &str) -> Self {
+        Self {
+            name,
+            path: path.to_owned(),
+            body: Body::None,
+            may_shed: false,
+        }
+    }
 }
 
 /// What wrk measured for one scenario.
@@ -68,7 +90,8 @@ struct Measurement {
     p50_ms: f64,
     p95_ms: f64,
     p99_ms: f64,
-    failed: u64,
+    /// Answered with another status than 2xx, per second.
+    turned_away_per_sec: f64,
 }
 
 pub fn run(flags: &Bench) -> anyhow::Result<()> {
@@ -112,16 +135,9 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     let script = out.join("wrk.lua");
     std::fs::write(&script, WRK_SCRIPT)?;
     let seconds = if flags.quick { 3 } else { 10 };
-    let load = |port: u16, scenario: &Scenario| measure(&sh, &script, port, scenario, seconds);
+    let load = |port: u16, scenario: &Scenario| measure(&script, port, scenario, seconds);
 
-    let hello = load(
-        hello_port,
-        &Scenario {
-            name: "hello-world",
-            path: "/".into(),
-            create: None,
-        },
-    )?;
+    let hello = load(hello_port, &Scenario::get("hello-world", "/"))?;
     let measurements = endpoints(service_port, load)?;
     let report = report(&hello, &measurements);
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)? + "\n")?;
@@ -131,71 +147,106 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     compare(&report, flags)
 }
 
-/// Loads health always, and the resource's routes when the service has them: create first,
-/// which leaves thousands of records behind for list and get to read.
+/// Loads health always; then the resource's routes when the service has them, create first,
+/// which leaves thousands of records behind for list and get to read; then sign-in, alone and
+/// as a flood next to health, whose latency must not suffer from the hashing.
 fn endpoints(
     port: u16,
-    load: impl Fn(u16, &Scenario) -> anyhow::Result<Measurement>,
+    load: impl Fn(u16, &Scenario) -> anyhow::Result<Measurement> + Sync,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let scenario = |name, path: &str, create| Scenario {
-        name,
-        path: path.to_owned(),
-        create,
-    };
-    let mut measurements = vec![load(port, &scenario("health", "/health/live", None))?];
-    let (_, spec) = get(port, "/openapi.json")?;
-    if !spec.contains("\"/api/v1/projects\"") {
-        return Ok(measurements);
+    let health = Scenario::get("health", "/health/live");
+    let mut measurements = vec![load(port, &health)?];
+    let (_, spec) = http(port, "GET", "/openapi.json", None)?;
+    if spec.contains("\"/api/v1/projects\"") {
+        let create = Scenario {
+            body: Body::Unique("bench"),
+            ..Scenario::get("create", "/api/v1/projects")
+        };
+        measurements.push(load(port, &create)?);
+        measurements.push(load(port, &Scenario::get("list", "/api/v1/projects?limit=20"))?);
+        let (_, page) = http(port, "GET", "/api/v1/projects?limit=1", None)?;
+        let page: Value = serde_json::from_str(&page).context("the list endpoint returned invalid JSON")?;
+        let id = page["items"][0]["id"].as_str().context("no project to read")?;
+        measurements.push(load(port, &Scenario::get("get", &format!("/api/v1/projects/{id}")))?);
     }
-    measurements.push(load(port, &scenario("create", "/api/v1/projects", Some("bench")))?);
-    measurements.push(load(port, &scenario("list", "/api/v1/projects?limit=20", None))?);
-    let (_, page) = get(port, "/api/v1/projects?limit=1")?;
-    let page: Value = serde_json::from_str(&page).context("the list endpoint returned invalid JSON")?;
-    let id = page["items"][0]["id"].as_str().context("no project to read")?;
-    measurements.push(load(port, &scenario("get", &format!("/api/v1/projects/{id}"), None))?);
+    if spec.contains("\"/api/v1/auth/login\"") {
+        let credentials = r#"{"email":"bench@example.com","password":"a benchmark passphrase"}"#;
+        let (status, _) = http(port, "POST", "/api/v1/auth/register", Some(credentials))?;
+        ensure!(status == 202, "registering the benchmark account answered {status}");
+        let login = Scenario {
+            body: Body::Fixed(credentials.to_owned()),
+            may_shed: true,
+            ..Scenario::get("login", "/api/v1/auth/login")
+        };
+        measurements.push(load(port, &login)?);
+        let during_flood = std::thread::scope(|scope| {
+            let flood = scope.spawn(|| load(port, &login));
+            let health = load(port, &Scenario::get("health during login flood", "/health/live"));
+            let _ = flood.join();
+            health
+        })?;
+        measurements.push(during_flood);
+    }
     Ok(measurements)
 }
 
-fn measure(sh: &Shell, script: &Path, port: u16, scenario: &Scenario, seconds: u32) -> anyhow::Result<Measurement> {
+fn measure(script: &Path, port: u16, scenario: &Scenario, seconds: u32) -> anyhow::Result<Measurement> {
     println!("load: {} for {seconds}s", scenario.name);
-    let url = format!("http://127.0.0.1:{port}{}", scenario.path);
-    let duration = format!("{seconds}s");
-    let args: Vec<&str> = scenario.create.into_iter().collect();
-    let output = cmd!(
-        sh,
-        "wrk --threads 2 --connections 32 --duration {duration} --script {script} {url}"
-    )
-    .arg("--")
-    .args(args)
-    .read()?;
-    let line = output
+    let mut wrk = Command::new("wrk");
+    wrk.args([
+        "--threads",
+        "2",
+        "--connections",
+        "32",
+        "--duration",
+        &format!("{seconds}s"),
+        "--script",
+    ])
+    .arg(script)
+    .arg(format!("http://127.0.0.1:{port}{}", scenario.path))
+    .arg("--");
+    match &scenario.body {
+        Body::None => {}
+        Body::Unique(prefix) => {
+            wrk.args(["create", prefix]);
+        }
+        Body::Fixed(json) => {
+            wrk.args(["post", json]);
+        }
+    }
+    let output = wrk.stderr(Stdio::inherit()).output().context("cannot run wrk")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
         .lines()
         .rev()
         .find(|line| line.starts_with('{'))
         .context("wrk printed no result")?;
     let result: Value = serde_json::from_str(line)?;
     let number = |key: &str| result[key].as_f64().unwrap_or(0.0);
-    let measurement = Measurement {
+    let seconds = number("duration_us") / 1e6;
+    let failed = number("failed");
+    let turned_away = number("turned_away");
+    ensure!(failed == 0.0, "{}: {failed} requests failed", scenario.name);
+    ensure!(
+        scenario.may_shed || turned_away == 0.0,
+        "{}: {turned_away} requests were answered with an error status",
+        scenario.name
+    );
+    Ok(Measurement {
         name: scenario.name,
-        requests_per_sec: number("requests") / (number("duration_us") / 1e6),
+        requests_per_sec: (number("requests") - turned_away) / seconds,
         p50_ms: number("p50_us") / 1e3,
         p95_ms: number("p95_us") / 1e3,
         p99_ms: number("p99_us") / 1e3,
-        failed: result["failed"].as_u64().unwrap_or(0),
-    };
-    ensure!(
-        measurement.failed == 0,
-        "{}: {} requests failed",
-        scenario.name,
-        measurement.failed
-    );
-    Ok(measurement)
+        turned_away_per_sec: turned_away / seconds,
+    })
 }
 
 fn report(hello: &Measurement, measurements: &[Measurement]) -> Value {
     let entry = |m: &Measurement| {
         json!({
             "requests_per_sec": m.requests_per_sec.round(),
+            "turned_away_per_sec": m.turned_away_per_sec.round(),
             "p50_ms": m.p50_ms, "p95_ms": m.p95_ms, "p99_ms": m.p99_ms,
             "throughput_vs_hello_world": m.requests_per_sec / hello.requests_per_sec,
         })
@@ -207,14 +258,14 @@ fn report(hello: &Measurement, measurements: &[Measurement]) -> Value {
 
 fn markdown(hello: &Measurement, measurements: &[Measurement]) -> String {
     let mut text = String::from(
-        "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | throughput vs hello-world |\n|---|---:|---:|---:|---:|---:|\n",
+        "| endpoint | requests/s | turned away/s | p50 ms | p95 ms | p99 ms | throughput vs hello-world |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for m in std::iter::once(hello).chain(measurements) {
         let ratio = m.requests_per_sec / hello.requests_per_sec;
         let _ = writeln!(
             text,
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {ratio:.3} |",
-            m.name, m.requests_per_sec, m.p50_ms, m.p95_ms, m.p99_ms
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {ratio:.5} |",
+            m.name, m.requests_per_sec, m.turned_away_per_sec, m.p50_ms, m.p95_ms, m.p99_ms
         );
     }
     text
@@ -235,7 +286,7 @@ fn compare(report: &Value, flags: &Bench) -> anyhow::Result<()> {
             .map(|(name, ratio)| {
                 (
                     name,
-                    json!({ "throughput_vs_hello_world": (ratio * 1000.0).round() / 1000.0 }),
+                    json!({ "throughput_vs_hello_world": (ratio * 1e5).round() / 1e5 }),
                 )
             })
             .collect();
@@ -324,13 +375,19 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The status and body of `GET path`, over plain HTTP/1.1.
-fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+/// The status and body of a request with an optional JSON body, over plain HTTP/1.1.
+fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let body = json.unwrap_or_default();
+    let content = if json.is_some() {
+        format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len())
+    } else {
+        String::new()
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: localhost\r\naccept-encoding: identity\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\naccept-encoding: identity\r\nconnection: close\r\n{content}\r\n{body}"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -348,7 +405,7 @@ fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
 fn wait_for(port: u16, path: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        if matches!(get(port, path), Ok((200, _))) {
+        if matches!(http(port, "GET", path, None), Ok((200, _))) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
