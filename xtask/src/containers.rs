@@ -78,6 +78,35 @@ pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Rep
     result
 }
 
+/// `cargo xtask docker up` and `down` as a developer runs them: PostgreSQL, the migrations
+/// and the service under compose, answering on the published port, then nothing left.
+pub fn check_compose_stack(sh: &Shell, name: &str, example: bool) -> anyhow::Result<Duration> {
+    let free_port = || -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let app_port = free_port()?;
+    let _app_port = sh.push_env("APP_PORT", app_port.to_string());
+    let _postgres_port = sh.push_env("POSTGRES_PORT", free_port()?.to_string());
+    let started = std::time::Instant::now();
+    let checked = cmd!(sh, "cargo xtask docker up --engine podman")
+        .run()
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            probe::wait_until_ready(app_port, Duration::from_secs(30), || Ok(()))?;
+            // Only the migrations create the table this reads.
+            ensure!(
+                !example || probe::status(app_port, "/api/v1/projects") == Some(200),
+                "the stack's service cannot read its tables"
+            );
+            Ok(started.elapsed())
+        });
+    let down = cmd!(sh, "cargo xtask docker down --engine podman").run();
+    let up_after = checked?;
+    down?;
+    let filter = format!("name={name}_");
+    let left = cmd!(sh, "podman ps --all --quiet --filter {filter}").read()?;
+    ensure!(left.trim().is_empty(), "docker down left containers behind: {left}");
+    Ok(up_after)
+}
+
 /// The containers and network of one image check, named after the service.
 struct Stack<'a> {
     sh: &'a Shell,

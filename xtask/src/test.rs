@@ -32,6 +32,14 @@ pub struct Case {
 }
 
 impl Case {
+    /// Whether the case generates the example resource (the template's default: yes).
+    pub fn example(&self) -> bool {
+        self.values
+            .get("example")
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(true)
+    }
+
     /// The values as cargo-generate `-d key=value` pairs.
     pub fn defines(&self) -> Vec<(String, String)> {
         self.values
@@ -186,6 +194,12 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
             containers::IMAGE_BUDGET_MB,
             report.ready_after.as_millis()
         );
+        section("compose stack");
+        let up_after = containers::check_compose_stack(sh, &case.name, case.example())?;
+        println!(
+            "cargo xtask docker up: ready {} s after the command started; down left nothing",
+            up_after.as_secs()
+        );
     }
     Ok(())
 }
@@ -210,11 +224,7 @@ fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
     xtask(sh).args(["bench", "--quick", "--tolerance", "50"]).run()?;
     let path = project.join("target").join("bench").join("report.json");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    let example = case
-        .values
-        .get("example")
-        .and_then(toml::Value::as_bool)
-        .unwrap_or(true);
+    let example = case.example();
     let mut expected = vec!["health", "login", "health during login flood"];
     if example {
         expected.extend(["create", "list", "get"]);

@@ -390,13 +390,21 @@ async fn no_password_token_or_key_reaches_the_logs() {
     let (code, lines) = terminate(child).await;
     assert_eq!(code, Some(0));
     let text = lines.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    // Each security event names the account, the client and the request.
     for event in [
         "login_succeeded",
         "login_failed",
         "refresh_token_reused",
         "account_created",
     ] {
-        assert!(text.contains(event), "no {event} event: {text}");
+        let line = lines
+            .iter()
+            .map(ToString::to_string)
+            .find(|line| line.contains(event))
+            .unwrap_or_else(|| panic!("no {event} event: {text}"));
+        for field in ["user_id", "request_id", "client_ip", "127.0.0.1"] {
+            assert!(line.contains(field), "{event} without {field}: {line}");
+        }
     }
     let development_key = include_str!("../../config/development.toml")
         .split("\"\"\"")

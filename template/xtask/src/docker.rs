@@ -27,20 +27,7 @@ pub fn run(command: Docker) -> anyhow::Result<()> {
             let engine = engine::choose(&sh, engine.engine)?;
             let tag = default_tag()?;
             build(&sh, engine, &tag)?;
-            // The image runs in production mode, which refuses the development key: without a
-            // key of yours in the environment, this stack signs with a fresh one.
-            let signing_key = match std::env::var("APP_AUTH__SIGNING_KEY") {
-                Ok(key) => key,
-                Err(_) => cmd!(sh, "openssl genpkey -algorithm ed25519")
-                    .quiet()
-                    .read()
-                    .context("set APP_AUTH__SIGNING_KEY, or install openssl to generate one")?,
-            };
-            engine::compose(&sh, engine)?
-                .args(["up", "--detach", "--wait"])
-                .env("IMAGE", &tag)
-                .env("APP_AUTH__SIGNING_KEY", signing_key)
-                .run()?;
+            up(&sh, engine, &tag)?;
             println!("the stack is up; `cargo xtask docker down` stops it");
             Ok(())
         }
@@ -48,6 +35,59 @@ pub fn run(command: Docker) -> anyhow::Result<()> {
             let engine = engine::choose(&sh, engine.engine)?;
             engine::compose(&sh, engine)?.args(["down"]).run()?;
             Ok(())
+        }
+    }
+}
+
+/// Starts PostgreSQL, runs the migrations, then starts the service, waiting for each. The order
+/// is kept here rather than by compose's health conditions and `--wait`, which podman-compose
+/// ignores on podman releases before 4.6.
+fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
+    // The image runs in production mode, which refuses the development key: without a key of
+    // yours in the environment, this stack signs with a fresh one.
+    let signing_key = match std::env::var("APP_AUTH__SIGNING_KEY") {
+        Ok(key) => key,
+        Err(_) => cmd!(sh, "openssl genpkey -algorithm ed25519")
+            .quiet()
+            .read()
+            .context("set APP_AUTH__SIGNING_KEY, or install openssl to generate one")?,
+    };
+    let compose = |args: &[&str]| -> anyhow::Result<_> {
+        Ok(engine::compose(sh, engine)?
+            .args(args)
+            .env("IMAGE", tag)
+            .env("APP_AUTH__SIGNING_KEY", &signing_key))
+    };
+    compose(&["up", "--detach", "postgres"])?.run()?;
+    // `migrate run` fails fast while PostgreSQL still starts, so it doubles as the wait.
+    retry("the migrations", || {
+        compose(&["run", "--rm", "-T", "migrate"])?
+            .quiet()
+            .ignore_stderr()
+            .run()?;
+        Ok(())
+    })?;
+    compose(&["up", "--detach", "--no-deps", "app"])?.run()?;
+    let binary = format!("/usr/local/bin/{}", project::package_field("name")?);
+    retry("the service's health check", || {
+        compose(&["exec", "-T", "app", &binary, "healthcheck"])?
+            .quiet()
+            .ignore_stderr()
+            .run()?;
+        Ok(())
+    })
+}
+
+/// Runs `step` until it succeeds, for up to 60 seconds.
+fn retry(what: &str, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match step() {
+            Ok(()) => return Ok(()),
+            Err(err) if started.elapsed() > std::time::Duration::from_mins(1) => {
+                return Err(err.context(format!("{what} did not succeed within 60 s")));
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_secs(1)),
         }
     }
 }
