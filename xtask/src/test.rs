@@ -225,7 +225,7 @@ fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
     let path = project.join("target").join("bench").join("report.json");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
     let example = case.example();
-    let mut expected = vec!["health", "login", "health during login flood"];
+    let mut expected = vec!["health", "login", "me (authenticated)", "health during login flood"];
     if example {
         expected.extend(["create", "list", "get"]);
     }

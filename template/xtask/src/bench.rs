@@ -19,7 +19,8 @@ use crate::flags::{Bench, DbUp};
 use crate::{db, project};
 
 /// Writes one JSON line at the end of a wrk run. Arguments: `create <prefix>` POSTs a new
-/// record per request; `post <json>` POSTs the same body every time.
+/// record per request; `post <json>` POSTs the same body every time; `bearer <token>` GETs
+/// with that access token.
 const WRK_SCRIPT: &str = r#"
 local counter, thread_id = 0, 0
 local threads = {}
@@ -29,10 +30,11 @@ function setup(thread)
 end
 function init(args)
   thread_id = id or 0
-  if args[1] then
+  if args[1] == "create" or args[1] == "post" then
     wrk.method = "POST"
     wrk.headers["content-type"] = "application/json"
   end
+  if args[1] == "bearer" then wrk.headers["authorization"] = "Bearer " .. args[2] end
   if args[1] == "create" then prefix = args[2] end
   if args[1] == "post" then wrk.body = args[2] end
 end
@@ -70,6 +72,8 @@ enum Body {
     Unique(&'static str),
     /// POST this JSON every time.
     Fixed(String),
+    /// GET with this access token.
+    Bearer(String),
 }
 
 impl Scenario {
@@ -148,8 +152,9 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
 }
 
 /// Loads health always; then the resource's routes when the service has them, create first,
-/// which leaves thousands of records behind for list and get to read; then sign-in, alone and
-/// as a flood next to health, whose latency must not suffer from the hashing.
+/// which leaves thousands of records behind for list and get to read; then sign-in, an
+/// authenticated read, and health next to a sign-in flood, whose latency must not suffer from
+/// the hashing.
 fn endpoints(
     port: u16,
     load: impl Fn(u16, &Scenario) -> anyhow::Result<Measurement> + Sync,
@@ -179,6 +184,14 @@ fn endpoints(
             ..Scenario::get("login", "/api/v1/auth/login")
         };
         measurements.push(load(port, &login)?);
+        let (_, session) = http(port, "POST", "/api/v1/auth/login", Some(credentials))?;
+        let session: Value = serde_json::from_str(&session).context("the login endpoint returned invalid JSON")?;
+        let token = session["access_token"].as_str().context("no access token")?;
+        let me = Scenario {
+            body: Body::Bearer(token.to_owned()),
+            ..Scenario::get("me (authenticated)", "/api/v1/auth/me")
+        };
+        measurements.push(load(port, &me)?);
         let during_flood = std::thread::scope(|scope| {
             let flood = scope.spawn(|| load(port, &login));
             let health = load(port, &Scenario::get("health during login flood", "/health/live"));
@@ -212,6 +225,9 @@ fn measure(script: &Path, port: u16, scenario: &Scenario, seconds: u32) -> anyho
         }
         Body::Fixed(json) => {
             wrk.args(["post", json]);
+        }
+        Body::Bearer(token) => {
+            wrk.args(["bearer", token]);
         }
     }
     let output = wrk.stderr(Stdio::inherit()).output().context("cannot run wrk")?;
