@@ -1,5 +1,5 @@
-//! Prometheus metrics: HTTP traffic recorded by middleware and connection-pool gauges read at
-//! scrape time. The registry belongs to the application state, not to a global, so tests and
+//! Prometheus metrics: HTTP traffic recorded by middleware, security events counted where they
+//! are logged, and connection-pool gauges read at scrape time. The registry belongs to the application state, not to a global, so tests and
 //! several app instances in one process never share counters.
 
 use std::fmt::Write as _;
@@ -24,10 +24,17 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Label of the security-event counter: the `event` field of the log line, from a fixed set.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SecurityLabels {
+    pub event: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<HttpLabels, Counter>,
+    security_events: Family<SecurityLabels, Counter>,
     latency: Family<HttpLabels, Histogram>,
     pool_size: Gauge,
     pool_idle: Gauge,
@@ -41,9 +48,15 @@ impl Default for Metrics {
     fn default() -> Self {
         let requests = Family::<HttpLabels, Counter>::default();
         let latency = Family::<HttpLabels, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
+        let security_events = Family::<SecurityLabels, Counter>::default();
         let (pool_size, pool_idle, pool_waiting) = (Gauge::default(), Gauge::default(), Gauge::default());
         let mut registry = Registry::default();
         registry.register("http_requests", "HTTP requests handled", requests.clone());
+        registry.register(
+            "security_events",
+            "Failed and successful sign-ins, refused tokens, reuse, denials, rate-limit hits",
+            security_events.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time to produce a response",
@@ -67,6 +80,7 @@ impl Default for Metrics {
         Self {
             registry,
             requests,
+            security_events,
             latency,
             pool_size,
             pool_idle,
@@ -79,6 +93,15 @@ impl Metrics {
     pub fn record_request(&self, labels: &HttpLabels, elapsed: Duration) {
         self.requests.get_or_create(labels).inc();
         self.latency.get_or_create(labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one security event, such as `login_failed`; alerting watches the rates.
+    pub fn security_event(&self, event: &'static str) {
+        self.security_events
+            .get_or_create(&SecurityLabels {
+                event: event.to_owned(),
+            })
+            .inc();
     }
 
     /// Renders every series in the OpenMetrics text format, with the pool read now.
@@ -109,6 +132,7 @@ mod tests {
         };
         metrics.record_request(&labels, Duration::from_millis(3));
         metrics.record_request(&labels, Duration::from_millis(4));
+        metrics.security_event("login_failed");
 
         let text = metrics.render(PoolStats {
             size: 4,
@@ -125,6 +149,10 @@ mod tests {
                 r#"http_request_duration_seconds_bucket{le="0.005",method="GET",route="/health/live",status="200"} 2"#
             ) || text
                 .contains(r#"http_request_duration_seconds_count{method="GET",route="/health/live",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"security_events_total{event="login_failed"} 1"#),
             "{text}"
         );
         assert!(text.contains("db_pool_connections 4"), "{text}");

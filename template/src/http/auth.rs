@@ -196,7 +196,7 @@ async fn register(
     state
         .rate_limits
         .sign_in(ip, &body.email)
-        .map_err(|limited| refuse(limited, None))?;
+        .map_err(|limited| refuse(&state.metrics, limited, None))?;
     let hash = state.passwords.hash(body.password.secret()).await??;
     let mut conn = state.db.acquire().await?;
     let created = db::users::insert(&mut conn, body.email.trim(), &hash, DEFAULT_ROLE).await?;
@@ -231,7 +231,7 @@ async fn login(
     state
         .rate_limits
         .sign_in(ip, &body.email)
-        .map_err(|limited| refuse(limited, None))?;
+        .map_err(|limited| refuse(&state.metrics, limited, None))?;
     let mut conn = state.db.acquire().await?;
     let account = db::users::credentials_by_email(&mut conn, body.email.trim()).await?;
     // Released while hashing: a connection must not wait on the CPU.
@@ -248,6 +248,7 @@ async fn login(
             (account, needs_rehash)
         }
         (account, _) => {
+            state.metrics.security_event("login_failed");
             tracing::warn!(
                 target: "security",
                 event = "login_failed",
@@ -272,6 +273,7 @@ async fn login(
         state.config.auth.refresh_lifetimes(),
     )
     .await?;
+    state.metrics.security_event("login_succeeded");
     tracing::info!(target: "security", event = "login_succeeded", user_id = %account.id, "signed in");
     Ok(Json(token_pair(&state, account.id, refresh_token)?))
 }
@@ -306,6 +308,7 @@ async fn refresh_session(
     match db::refresh_tokens::rotate(&mut conn, &refresh::hash(&body.refresh_token), &new_hash, idle).await? {
         Rotation::Rotated { user_id, .. } => Ok(Json(token_pair(&state, user_id, refresh_token)?)),
         Rotation::Reused { user_id, family_id } => {
+            state.metrics.security_event("refresh_token_reused");
             tracing::warn!(
                 target: "security",
                 event = "refresh_token_reused",

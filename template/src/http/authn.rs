@@ -14,6 +14,7 @@ use super::rate_limit::{VerifiedAccess, bearer};
 use crate::AppState;
 use crate::db;
 use crate::domain::user::permission;
+use crate::metrics::Metrics;
 
 /// An authenticated, active account.
 #[derive(Debug, Clone)]
@@ -28,10 +29,11 @@ impl CurrentUser {
     }
 
     /// `Forbidden` unless the account has `permission`; a refusal is a security event.
-    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
+    pub fn require(&self, metrics: &Metrics, permission: &str) -> Result<(), ApiError> {
         if self.can(permission) {
             return Ok(());
         }
+        metrics.security_event("permission_denied");
         tracing::warn!(
             target: "security",
             event = "permission_denied",
@@ -64,6 +66,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             }
             let token = bearer(&parts.headers).ok_or(INVALID)?;
             state.tokens.verify_access(token).map_err(|reason| {
+                state.metrics.security_event("token_refused");
                 tracing::info!(target: "security", event = "token_refused", reason = %reason, "access token refused");
                 INVALID
             })?
@@ -105,7 +108,7 @@ impl<P: Permission + Send> FromRequestParts<AppState> for Authorized<P> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let user = CurrentUser::from_request_parts(parts, state).await?;
-        user.require(P::NAME)?;
+        user.require(&state.metrics, P::NAME)?;
         Ok(Self(user, PhantomData))
     }
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use crate::AppState;
 use crate::auth::AccessClaims;
+use crate::metrics::Metrics;
 use crate::rate_limit::Limited;
 
 /// The client's address, as [`client_ip`] resolved it; set on every request.
@@ -90,7 +91,7 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
         None => state.rate_limits.anonymous(ip),
     };
     if let Err(limited) = verdict {
-        return refuse(limited, claims.as_ref().map(|claims| claims.sub)).into_response();
+        return refuse(&state.metrics, limited, claims.as_ref().map(|claims| claims.sub)).into_response();
     }
     if let Some(claims) = claims {
         request.extensions_mut().insert(VerifiedAccess(claims));
@@ -109,8 +110,9 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, token)| token.trim())
 }
 
-/// Logs the refusal as a security event and turns it into 429.
-pub fn refuse(limited: Limited, user_id: Option<Uuid>) -> ApiError {
+/// Logs and counts the refusal as a security event and turns it into 429.
+pub fn refuse(metrics: &Metrics, limited: Limited, user_id: Option<Uuid>) -> ApiError {
+    metrics.security_event("rate_limited");
     tracing::warn!(
         target: "security",
         event = "rate_limited",

@@ -508,3 +508,29 @@ async fn disabling_an_account_stops_its_tokens_at_once() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn security_events_are_counted_in_the_metrics() {
+    let app = TestApp::spawn().await;
+    let session = signed_in(&app, "ada@example.com").await;
+    problem(login(&app, "ada@example.com", "not the password at all").await, 401).await;
+    refresh(&app, &session["refresh_token"]).await;
+    refresh(&app, &session["refresh_token"]).await;
+    problem(
+        authorized(&app, Method::GET, "/api/v1/users", &session["access_token"], None).await,
+        403,
+    )
+    .await;
+
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+
+    for (event, count) in [
+        ("login_succeeded", 1),
+        ("login_failed", 1),
+        ("refresh_token_reused", 1),
+        ("permission_denied", 1),
+    ] {
+        let series = format!(r#"security_events_total{{event="{event}"}} {count}"#);
+        assert!(text.contains(&series), "no {series}: {text}");
+    }
+}
