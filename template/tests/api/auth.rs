@@ -530,7 +530,7 @@ async fn security_events_are_counted_in_the_metrics() {
         ("refresh_token_reused", 1),
         ("permission_denied", 1),
     ] {
-        let series = format!(r#"security_events_total{{event="{event}"}} {count}"#);
+        let series = format!("security_events_total{}event=\"{event}\"{} {count}", '{', '}');
         assert!(text.contains(&series), "no {series}: {text}");
     }
 }
