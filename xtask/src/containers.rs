@@ -81,10 +81,9 @@ pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Rep
 /// `cargo xtask docker up` and `down` as a developer runs them: PostgreSQL, the migrations
 /// and the service under compose, answering on the published port, then nothing left.
 pub fn check_compose_stack(sh: &Shell, name: &str, example: bool) -> anyhow::Result<Duration> {
-    let free_port = || -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
-    let app_port = free_port()?;
+    let app_port = probe::free_port()?;
     let _app_port = sh.push_env("APP_PORT", app_port.to_string());
-    let _postgres_port = sh.push_env("POSTGRES_PORT", free_port()?.to_string());
+    let _postgres_port = sh.push_env("POSTGRES_PORT", probe::free_port()?.to_string());
     let started = std::time::Instant::now();
     let checked = cmd!(sh, "cargo xtask docker up --engine podman")
         .run()
@@ -156,7 +155,7 @@ impl<'a> Stack<'a> {
 
         let url = format!("DATABASE_URL=postgres://postgres:postgres@{postgres}:5432/{database}");
         cmd!(sh, "podman run --rm --network {network} --env {url} {tag} migrate run").run()?;
-        let host_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let host_port = probe::free_port()?;
         let publish = format!("127.0.0.1:{host_port}:{http_port}");
         // A key of its own: production refuses the development one. Passed through the
         // environment, not the command line, as a secret should be.

@@ -49,7 +49,7 @@ pub fn run(demo: &Demo) -> anyhow::Result<()> {
     let _dir = sh.push_dir(&project);
     println!("building (the first build compiles every dependency and takes a few minutes)");
     cmd!(sh, "cargo build --quiet").run()?;
-    let db_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    let db_port = probe::free_port()?.to_string();
     xtask(&sh).args(["db", "up", "--port", db_port.as_str()]).run()?;
     let served = serve(&sh, demo.port, &interrupted);
     let stopped = xtask(&sh).args(["db", "down"]).run();

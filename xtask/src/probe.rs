@@ -2,10 +2,15 @@
 //! see whether a generated service answers.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
 
 /// The status code of `GET path` on `127.0.0.1:port`, or `None` when nothing answers.
 pub fn status(port: u16, path: &str) -> Option<u16> {

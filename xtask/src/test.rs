@@ -10,9 +10,9 @@ use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
 use xshell::{Cmd, Shell, cmd};
 
-use crate::containers;
 use crate::flags::Test;
 use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
+use crate::{containers, probe};
 
 /// One option set: the service name to generate and the template values to pass.
 #[derive(Debug, Deserialize)]
@@ -280,10 +280,7 @@ struct DevDatabase<'a> {
 
 impl<'a> DevDatabase<'a> {
     fn up(sh: &'a Shell) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port()
-            .to_string();
+        let port = probe::free_port()?.to_string();
         xtask(sh)
             .args(["db", "up", "--backend", "local", "--port", port.as_str()])
             .run()?;
