@@ -23,10 +23,12 @@ fn validation(c: &mut Criterion) {
 
 fn serialization(c: &mut Criterion) {
     let now = OffsetDateTime::now_utc();
+    let owner_id = uuid::Uuid::now_v7();
     let page = Page {
         items: (0..100)
             .map(|n| Project {
                 id: uuid::Uuid::now_v7(),
+                owner_id,
                 name: format!("Project {n}"),
                 description: Some("A project with a description of ordinary length".to_owned()),
                 version: 1,

@@ -1,5 +1,7 @@
 //! Queries on `tasks`. The status column is the PostgreSQL enum `task_status`; it crosses the
-//! wire as text and is cast on both sides, which keeps sqlx out of the domain types.
+//! wire as text and is cast on both sides, which keeps sqlx out of the domain types. A task
+//! belongs to whoever owns its project: every query takes a [`Scope`] and filters by it, with
+//! `$1` the task and `$2` the owner, NULL meaning anyone's.
 
 use sqlx::{PgConnection, QueryBuilder};
 use time::OffsetDateTime;
@@ -7,17 +9,28 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::keyset::{push_after, push_order_and_limit};
-use super::versioned::{self, Versioned};
+use super::versioned::{self, Table, Versioned};
 use crate::domain::page::Page;
+use crate::domain::scope::Scope;
 use crate::domain::task::{NewTask, Task, TaskChanges, TaskQuery, TaskSort, TaskStatus};
 
-const TABLE: &str = "tasks";
+/// Holds for a task whose project `$2` owns.
+macro_rules! owned {
+    () => {
+        "project_id IN (SELECT id FROM projects WHERE owner_id = $2)"
+    };
+}
+
+const TABLE: Table = Table {
+    name: "tasks",
+    owned_by: owned!(),
+};
+
+/// A project that does not exist and one the caller may not see are told apart by nobody.
+const NO_SUCH_PROJECT: &str = "project_id refers to a project that does not exist";
 
 /// Messages for the constraints a client can run into.
-const CONSTRAINTS: &[(&str, &str)] = &[(
-    "tasks_project_id_fkey",
-    "project_id refers to a project that does not exist",
-)];
+const CONSTRAINTS: &[(&str, &str)] = &[("tasks_project_id_fkey", NO_SUCH_PROJECT)];
 
 /// The selected columns; a macro so that `concat!` builds each query as a `&'static str`.
 macro_rules! columns {
@@ -63,38 +76,54 @@ fn classify(err: sqlx::Error) -> DbError {
     DbError::classify(err, CONSTRAINTS)
 }
 
-pub async fn insert(conn: &mut PgConnection, new: &NewTask) -> Result<Task, DbError> {
+/// Adds a task to a project the caller may see.
+pub async fn insert(conn: &mut PgConnection, scope: Scope, new: &NewTask) -> Result<Task, DbError> {
     let row = sqlx::query_as::<_, TaskRow>(concat!(
         "INSERT INTO tasks (id, project_id, title, status, due_at) \
-         VALUES ($1, $2, $3, $4::task_status, $5) RETURNING ",
+         SELECT $1, id, $4, $5::task_status, $6 FROM projects \
+         WHERE id = $3 AND ($2::uuid IS NULL OR owner_id = $2) \
+         RETURNING ",
         columns!()
     ))
     .bind(Uuid::now_v7())
+    .bind(scope.owner())
     .bind(new.project_id)
     .bind(&new.title)
     .bind(new.status.as_str())
     .bind(new.due_at)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(classify)?;
-    row.try_into()
+    row.ok_or(DbError::MissingReference(NO_SUCH_PROJECT))?.try_into()
 }
 
-pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<Task>, DbError> {
-    let row = sqlx::query_as::<_, TaskRow>(concat!("SELECT ", columns!(), " FROM tasks WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(classify)?;
+pub async fn find(conn: &mut PgConnection, scope: Scope, id: Uuid) -> Result<Option<Task>, DbError> {
+    let row = sqlx::query_as::<_, TaskRow>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM tasks WHERE id = $1 AND ($2::uuid IS NULL OR ",
+        owned!(),
+        ")"
+    ))
+    .bind(id)
+    .bind(scope.owner())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(classify)?;
     row.map(Task::try_from).transpose()
 }
 
-pub async fn list(conn: &mut PgConnection, query: &TaskQuery) -> Result<Page<Task>, DbError> {
+pub async fn list(conn: &mut PgConnection, scope: Scope, query: &TaskQuery) -> Result<Page<Task>, DbError> {
     let column = match query.sort {
         TaskSort::Title => "title",
         TaskSort::CreatedAt => "created_at",
     };
     let mut sql = QueryBuilder::new(concat!("SELECT ", columns!(), " FROM tasks WHERE true"));
+    if let Some(owner) = scope.owner() {
+        sql.push(" AND project_id IN (SELECT id FROM projects WHERE owner_id = ")
+            .push_bind(owner)
+            .push(")");
+    }
     if let Some(project_id) = query.project_id {
         sql.push(" AND project_id = ").push_bind(project_id);
     }
@@ -116,26 +145,32 @@ pub async fn list(conn: &mut PgConnection, query: &TaskQuery) -> Result<Page<Tas
     }))
 }
 
-/// Applies `changes` if its version is one of `expected` (any version when `None`).
+/// Applies `changes` if its version is one of `expected` (any version when `None`). A task
+/// moves only to a project the caller may see.
 pub async fn update(
     conn: &mut PgConnection,
+    scope: Scope,
     id: Uuid,
     expected: Option<&[i32]>,
     changes: &TaskChanges,
 ) -> Result<Versioned<Task>, DbError> {
     let updated = sqlx::query_as::<_, TaskRow>(concat!(
         "UPDATE tasks SET \
-             project_id = COALESCE($3, project_id), \
-             title = COALESCE($4, title), \
-             status = COALESCE($5::task_status, status), \
-             due_at = CASE WHEN $6 THEN $7 ELSE due_at END, \
+             project_id = COALESCE($4, project_id), \
+             title = COALESCE($5, title), \
+             status = COALESCE($6::task_status, status), \
+             due_at = CASE WHEN $7 THEN $8 ELSE due_at END, \
              version = version + 1, \
              updated_at = now() \
-         WHERE id = $1 AND ($2::int4[] IS NULL OR version = ANY($2)) \
+         WHERE id = $1 AND ($3::int4[] IS NULL OR version = ANY($3)) \
+           AND ($2::uuid IS NULL OR (",
+        owned!(),
+        " AND ($4::uuid IS NULL OR $4 IN (SELECT id FROM projects WHERE owner_id = $2)))) \
          RETURNING ",
         columns!()
     ))
     .bind(id)
+    .bind(scope.owner())
     .bind(expected)
     .bind(changes.project_id)
     .bind(&changes.title)
@@ -148,12 +183,25 @@ pub async fn update(
     if let Some(row) = updated {
         return Ok(Versioned::Applied(row.try_into()?));
     }
-    Ok(Versioned::missed(
-        versioned::current_version(conn, TABLE, id).await.map_err(classify)?,
-    ))
+    let current = versioned::current_version(conn, TABLE, id, scope.owner())
+        .await
+        .map_err(classify)?;
+    let version_matched = current.is_some_and(|current| expected.is_none_or(|expected| expected.contains(&current)));
+    if version_matched && changes.project_id.is_some() {
+        // The task is visible and current, so the project it was to move to is not.
+        return Err(DbError::MissingReference(NO_SUCH_PROJECT));
+    }
+    Ok(Versioned::missed(current))
 }
 
 /// Deletes the task if its version is one of `expected` (any version when `None`).
-pub async fn delete(conn: &mut PgConnection, id: Uuid, expected: Option<&[i32]>) -> Result<Versioned<()>, DbError> {
-    versioned::delete(conn, TABLE, id, expected).await.map_err(classify)
+pub async fn delete(
+    conn: &mut PgConnection,
+    scope: Scope,
+    id: Uuid,
+    expected: Option<&[i32]>,
+) -> Result<Versioned<()>, DbError> {
+    versioned::delete(conn, TABLE, id, scope.owner(), expected)
+        .await
+        .map_err(classify)
 }

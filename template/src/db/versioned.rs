@@ -24,35 +24,54 @@ impl<T> Versioned<T> {
     }
 }
 
-/// The version row `id` of `table` has now, if it exists. `table` is a constant of the
-/// calling module, never input.
-pub async fn current_version(
-    conn: &mut PgConnection,
-    table: &'static str,
-    id: Uuid,
-) -> Result<Option<i32>, sqlx::Error> {
-    sqlx::query_scalar(AssertSqlSafe(format!("SELECT version FROM {table} WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
+/// A table whose rows carry `id uuid` and `version integer`, and how they are owned.
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    /// A constant of the calling module, never input.
+    pub name: &'static str,
+    /// SQL that holds for a row that `$2` owns; skipped when `$2` is NULL (anyone's rows).
+    /// `"true"` for a table whose rows nobody owns.
+    pub owned_by: &'static str,
 }
 
-/// Deletes row `id` of `table` if its version is one of `expected` (any version when `None`).
-pub async fn delete(
+/// The version row `id` has now, if it exists and `owner` may see it (anyone may when `None`).
+pub async fn current_version(
     conn: &mut PgConnection,
-    table: &'static str,
+    table: Table,
     id: Uuid,
-    expected: Option<&[i32]>,
-) -> Result<Versioned<()>, sqlx::Error> {
-    let deleted = sqlx::query(AssertSqlSafe(format!(
-        "DELETE FROM {table} WHERE id = $1 AND ($2::int4[] IS NULL OR version = ANY($2))"
+    owner: Option<Uuid>,
+) -> Result<Option<i32>, sqlx::Error> {
+    let Table { name, owned_by } = table;
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM {name} WHERE id = $1 AND ($2::uuid IS NULL OR {owned_by})"
     )))
     .bind(id)
+    .bind(owner)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+/// Deletes row `id` if `owner` may see it and its version is one of `expected` (any version
+/// when `None`).
+pub async fn delete(
+    conn: &mut PgConnection,
+    table: Table,
+    id: Uuid,
+    owner: Option<Uuid>,
+    expected: Option<&[i32]>,
+) -> Result<Versioned<()>, sqlx::Error> {
+    let Table { name, owned_by } = table;
+    let deleted = sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {name} \
+         WHERE id = $1 AND ($2::uuid IS NULL OR {owned_by}) AND ($3::int4[] IS NULL OR version = ANY($3))"
+    )))
+    .bind(id)
+    .bind(owner)
     .bind(expected)
     .execute(&mut *conn)
     .await?;
     if deleted.rows_affected() == 1 {
         return Ok(Versioned::Applied(()));
     }
-    Ok(Versioned::missed(current_version(conn, table, id).await?))
+    Ok(Versioned::missed(current_version(conn, table, id, owner).await?))
 }

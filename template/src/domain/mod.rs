@@ -5,6 +5,9 @@
 pub mod page;
 {%- if example %}
 pub mod project;
+{%- endif %}
+pub mod scope;
+{%- if example %}
 pub mod task;
 {%- endif %}
 pub mod user;

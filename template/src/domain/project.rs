@@ -1,4 +1,5 @@
-//! Projects: named containers of tasks. Names are unique regardless of letter case.
+//! Projects: named containers of tasks, owned by the account that created them. An owner's
+//! project names are unique regardless of letter case.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -9,6 +10,7 @@ use super::page::{Direction, PageSize, Position, SortKind, SortValue};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {
     pub id: Uuid,
+    pub owner_id: Uuid,
     pub name: String,
     pub description: Option<String>,
     /// Incremented on every change; clients send it back in `If-Match` to update safely.
@@ -20,6 +22,7 @@ pub struct Project {
 /// A project about to be created; its fields were validated at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewProject {
+    pub owner_id: Uuid,
     pub name: String,
     pub description: Option<String>,
 }

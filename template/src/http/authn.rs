@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::rate_limit::{VerifiedAccess, bearer};
 use crate::AppState;
 use crate::db;
+use crate::domain::scope::Scope;
 use crate::domain::user::permission;
 use crate::metrics::Metrics;
 
@@ -26,6 +27,15 @@ pub struct CurrentUser {
 impl CurrentUser {
     pub fn can(&self, permission: &str) -> bool {
         self.permissions.iter().any(|granted| granted == permission)
+    }
+
+    /// The records this account may reach: its own, or everyone's with `resources:any`.
+    pub fn scope(&self) -> Scope {
+        if self.can(permission::RESOURCES_ANY) {
+            Scope::Any
+        } else {
+            Scope::OwnedBy(self.id)
+        }
     }
 
     /// `Forbidden` unless the account has `permission`; a refusal is a security event.

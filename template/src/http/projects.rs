@@ -1,5 +1,6 @@
 //! `/api/v1/projects`: request and response bodies, and the handlers that turn them into
-//! domain values and back.
+//! domain values and back. Every route needs an access token; an account reaches its own
+//! projects, administrators (`resources:any`) everyone's, and anyone else's is "not found".
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -12,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use validator::Validate;
 
+use super::authn::CurrentUser;
 use super::error::{ApiError, Problem};
 use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
 use super::pagination::{self, Page};
@@ -30,6 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Project {
     pub id: Uuid,
+    /// The account that created it.
+    pub owner_id: Uuid,
     #[schema(example = "Website relaunch")]
     pub name: String,
     pub description: Option<String>,
@@ -45,6 +49,7 @@ impl From<domain::Project> for Project {
     fn from(project: domain::Project) -> Self {
         Self {
             id: project.id,
+            owner_id: project.owner_id,
             name: project.name,
             description: project.description,
             version: project.version,
@@ -73,11 +78,12 @@ pub struct CreateProject {
     pub description: Option<String>,
 }
 
-impl From<CreateProject> for domain::NewProject {
-    fn from(body: CreateProject) -> Self {
-        Self {
-            name: body.name.trim().to_owned(),
-            description: body.description,
+impl CreateProject {
+    fn into_domain(self, owner_id: Uuid) -> domain::NewProject {
+        domain::NewProject {
+            owner_id,
+            name: self.name.trim().to_owned(),
+            description: self.description,
         }
     }
 }
@@ -179,38 +185,44 @@ const NOT_FOUND: &str = "project not found";
 
 /// List projects
 #[utoipa::path(get, path = "/projects", tag = "projects", operation_id = "listProjects",
+    security(("bearer" = [])),
     params(ListProjects),
     responses(
         (status = 200, description = "A page of projects", body = Page<Project>),
         (status = 400, description = "Invalid query parameters or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_projects(
     State(state): State<AppState>,
+    user: CurrentUser,
     Query(query): Query<ListProjects>,
 ) -> Result<Json<Page<Project>>, ApiError> {
     let order = query.sort;
     let query = query.into_domain()?;
     let mut conn = state.db.acquire().await?;
-    let page = db::projects::list(&mut conn, &query).await?;
+    let page = db::projects::list(&mut conn, user.scope(), &query).await?;
     Ok(Json(Page::from_domain(page, order.as_str(), Project::from)))
 }
 
 /// Create a project
 #[utoipa::path(post, path = "/projects", tag = "projects", operation_id = "createProject",
+    security(("bearer" = [])),
     request_body = CreateProject,
     responses(
         (status = 201, description = "Created", body = Project,
             headers(("Location" = String, description = "URL of the new project"), ("ETag" = String, description = "Its version"))),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A project with this name exists", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_project(
     State(state): State<AppState>,
+    user: CurrentUser,
     Valid(body): Valid<CreateProject>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let project = db::projects::insert(&mut conn, &body.into()).await?;
+    let project = db::projects::insert(&mut conn, &body.into_domain(user.id)).await?;
     let location = format!("/api/v1/projects/{}", project.id);
     Ok((
         StatusCode::CREATED,
@@ -222,14 +234,20 @@ async fn create_project(
 
 /// Get a project
 #[utoipa::path(get, path = "/projects/{id}", tag = "projects", operation_id = "getProject",
+    security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id")),
     responses(
         (status = 200, description = "The project", body = Project, headers(("ETag" = String, description = "Its version"))),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_project(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<impl IntoResponse, ApiError> {
+async fn get_project(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let project = db::projects::find(&mut conn, id)
+    let project = db::projects::find(&mut conn, user.scope(), id)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
     Ok((etag(project.version), Json(Project::from(project))))
@@ -240,6 +258,7 @@ async fn get_project(State(state): State<AppState>, Path(id): Path<Uuid>) -> Res
 /// Needs `If-Match` with the `ETag` of the version being changed, so concurrent edits are
 /// detected instead of lost.
 #[utoipa::path(patch, path = "/projects/{id}", tag = "projects", operation_id = "updateProject",
+    security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Project id"),
         ("If-Match" = String, Header, description = "ETag of the version being changed, or `*`"),
@@ -247,6 +266,7 @@ async fn get_project(State(state): State<AppState>, Path(id): Path<Uuid>) -> Res
     request_body = UpdateProject,
     responses(
         (status = 200, description = "The updated project", body = Project, headers(("ETag" = String, description = "Its new version"))),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A project with this name exists", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The project changed since it was read, or does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -254,6 +274,7 @@ async fn get_project(State(state): State<AppState>, Path(id): Path<Uuid>) -> Res
     ))]
 async fn update_project(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path(id): Path<Uuid>,
     if_match: IfMatch,
     Valid(body): Valid<UpdateProject>,
@@ -264,29 +285,32 @@ async fn update_project(
         return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
     let mut conn = state.db.acquire().await?;
-    let outcome = db::projects::update(&mut conn, id, expected, &changes).await?;
+    let outcome = db::projects::update(&mut conn, user.scope(), id, expected, &changes).await?;
     let project = if_match.outcome(outcome, NOT_FOUND)?;
     Ok((etag(project.version), Json(Project::from(project))))
 }
 
 /// Delete a project and its tasks
 #[utoipa::path(delete, path = "/projects/{id}", tag = "projects", operation_id = "deleteProject",
+    security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Project id"),
         ("If-Match" = Option<String>, Header, description = "When given, delete only if this is still the current version"),
     ),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The project changed since it was read", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_project(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path(id): Path<Uuid>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let outcome = db::projects::delete(&mut conn, id, if_match.expected()).await?;
+    let outcome = db::projects::delete(&mut conn, user.scope(), id, if_match.expected()).await?;
     if_match.outcome(outcome, NOT_FOUND)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,6 @@
 //! `/api/v1/tasks`: tasks belong to a project, which is chosen in the body and may change, so a
-//! task that points at a missing project is refused with 422.
+//! task that points at a missing project, or at another account's, is refused with 422. A
+//! task is reachable by whoever owns its project (and administrators).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -12,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use validator::Validate;
 
+use super::authn::CurrentUser;
 use super::error::{ApiError, Problem};
 use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
 use super::pagination::{self, Page};
@@ -236,37 +238,43 @@ const NOT_FOUND: &str = "task not found";
 
 /// List tasks
 #[utoipa::path(get, path = "/tasks", tag = "tasks", operation_id = "listTasks",
+    security(("bearer" = [])),
     params(ListTasks),
     responses(
         (status = 200, description = "A page of tasks", body = Page<Task>),
         (status = 400, description = "Invalid query parameters or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_tasks(
     State(state): State<AppState>,
+    user: CurrentUser,
     Query(query): Query<ListTasks>,
 ) -> Result<Json<Page<Task>>, ApiError> {
     let order = query.sort;
     let query = query.into_domain()?;
     let mut conn = state.db.acquire().await?;
-    let page = db::tasks::list(&mut conn, &query).await?;
+    let page = db::tasks::list(&mut conn, user.scope(), &query).await?;
     Ok(Json(Page::from_domain(page, order.as_str(), Task::from)))
 }
 
 /// Create a task
 #[utoipa::path(post, path = "/tasks", tag = "tasks", operation_id = "createTask",
+    security(("bearer" = [])),
     request_body = CreateTask,
     responses(
         (status = 201, description = "Created", body = Task,
             headers(("Location" = String, description = "URL of the new task"), ("ETag" = String, description = "Its version"))),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or the project does not exist", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_task(
     State(state): State<AppState>,
+    user: CurrentUser,
     Valid(body): Valid<CreateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let task = db::tasks::insert(&mut conn, &body.into()).await?;
+    let task = db::tasks::insert(&mut conn, user.scope(), &body.into()).await?;
     let location = format!("/api/v1/tasks/{}", task.id);
     Ok((
         StatusCode::CREATED,
@@ -278,14 +286,20 @@ async fn create_task(
 
 /// Get a task
 #[utoipa::path(get, path = "/tasks/{id}", tag = "tasks", operation_id = "getTask",
+    security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "Its version"))),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_task(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<impl IntoResponse, ApiError> {
+async fn get_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let task = db::tasks::find(&mut conn, id)
+    let task = db::tasks::find(&mut conn, user.scope(), id)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
     Ok((etag(task.version), Json(Task::from(task))))
@@ -296,6 +310,7 @@ async fn get_task(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result
 /// Needs `If-Match` with the `ETag` of the version being changed, so concurrent edits are
 /// detected instead of lost.
 #[utoipa::path(patch, path = "/tasks/{id}", tag = "tasks", operation_id = "updateTask",
+    security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Task id"),
         ("If-Match" = String, Header, description = "ETag of the version being changed, or `*`"),
@@ -303,12 +318,14 @@ async fn get_task(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result
     request_body = UpdateTask,
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String, description = "Its new version"))),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The task changed since it was read, or does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or the project does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_task(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path(id): Path<Uuid>,
     if_match: IfMatch,
     Valid(body): Valid<UpdateTask>,
@@ -319,29 +336,32 @@ async fn update_task(
         return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
     let mut conn = state.db.acquire().await?;
-    let outcome = db::tasks::update(&mut conn, id, expected, &changes).await?;
+    let outcome = db::tasks::update(&mut conn, user.scope(), id, expected, &changes).await?;
     let task = if_match.outcome(outcome, NOT_FOUND)?;
     Ok((etag(task.version), Json(Task::from(task))))
 }
 
 /// Delete a task
 #[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", operation_id = "deleteTask",
+    security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Task id"),
         ("If-Match" = Option<String>, Header, description = "When given, delete only if this is still the current version"),
     ),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The task changed since it was read", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_task(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path(id): Path<Uuid>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let outcome = db::tasks::delete(&mut conn, id, if_match.expected()).await?;
+    let outcome = db::tasks::delete(&mut conn, user.scope(), id, if_match.expected()).await?;
     if_match.outcome(outcome, NOT_FOUND)?;
     Ok(StatusCode::NO_CONTENT)
 }

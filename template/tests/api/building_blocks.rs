@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use service::config::DatabaseConfig;
 use service::db::keyset::{push_after, push_order_and_limit};
-use service::db::versioned::{self, Versioned};
+use service::db::versioned::{self, Table, Versioned};
 use service::db::{Database, DbError};
 use service::domain::page::{Direction, Page, PageSize, Position, SortValue};
 use sqlx::{PgConnection, QueryBuilder};
@@ -85,23 +85,29 @@ async fn versioned_deletes_tell_stale_from_missing() {
     let db = widgets(&test_db, |_| {}).await;
     let mut conn = db.acquire().await.expect("connection");
     let id = insert(&mut conn, "w").await.expect("insert");
+    let table = Table {
+        name: "widgets",
+        owned_by: "true",
+    };
 
     assert_eq!(
-        versioned::current_version(&mut conn, "widgets", id).await.ok(),
+        versioned::current_version(&mut conn, table, id, None).await.ok(),
         Some(Some(1))
     );
-    let stale = versioned::delete(&mut conn, "widgets", id, Some(&[7]))
+    let stale = versioned::delete(&mut conn, table, id, None, Some(&[7]))
         .await
         .expect("delete");
     assert_eq!(stale, Versioned::Stale { current: 1 });
-    let deleted = versioned::delete(&mut conn, "widgets", id, Some(&[1]))
+    let deleted = versioned::delete(&mut conn, table, id, None, Some(&[1]))
         .await
         .expect("delete");
     assert_eq!(deleted, Versioned::Applied(()));
-    let missing = versioned::delete(&mut conn, "widgets", id, None).await.expect("delete");
+    let missing = versioned::delete(&mut conn, table, id, None, None)
+        .await
+        .expect("delete");
     assert_eq!(missing, Versioned::NotFound);
     assert_eq!(
-        versioned::current_version(&mut conn, "widgets", id).await.ok(),
+        versioned::current_version(&mut conn, table, id, None).await.ok(),
         Some(None)
     );
 }

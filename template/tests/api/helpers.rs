@@ -12,13 +12,15 @@ use figment::providers::{Format, Toml};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use service::config::{AuthConfig, Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
-use service::db::Database;
+use service::db::{self, Database};
+use service::domain::user::DEFAULT_ROLE;
 use service::http::server;
 use service::{AppState, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::database::TestDatabase;
 
@@ -27,8 +29,16 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     pub database: TestDatabase,
+    /// Sent as `Authorization: Bearer` on every request once set, by [`TestApp::act_as`].
+    bearer: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
+}
+
+/// An account of the test's own making.
+pub struct TestUser {
+    pub id: Uuid,
+    pub token: String,
 }
 
 /// Settings for tests: the defaults, bound to loopback.
@@ -98,9 +108,36 @@ impl TestApp {
             client,
             state,
             database,
+            bearer: None,
             shutdown: Some(shutdown),
             server: Some(server),
         }
+    }
+
+    /// A service with an account of role `user` signed in: every request carries its token.
+    #[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
+    pub async fn signed_in() -> (Self, TestUser) {
+        let mut app = Self::spawn().await;
+        let user = app.user("owner@example.com", DEFAULT_ROLE).await;
+        app.act_as(&user);
+        (app, user)
+    }
+
+    /// A new account with `role`, put straight into the database, and an access token for it:
+    /// the tests of signing in cover that path, the others need not pay for password hashing.
+    pub async fn user(&self, email: &str, role: &str) -> TestUser {
+        let mut conn = self.state.db.acquire().await.expect("connection");
+        let id = db::users::insert(&mut conn, email, "not a password hash", role)
+            .await
+            .expect("insert user")
+            .expect("a new address");
+        let token = self.state.tokens.issue_access(id).expect("access token");
+        TestUser { id, token }
+    }
+
+    /// Sends every later request with `user`'s access token.
+    pub fn act_as(&mut self, user: &TestUser) {
+        self.bearer = Some(user.token.clone());
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -108,7 +145,11 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, self.url(path))
+        let request = self.client.request(method, self.url(path));
+        match &self.bearer {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {

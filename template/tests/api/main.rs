@@ -10,6 +10,9 @@ mod helpers;
 mod http_stack;
 mod metrics;
 mod migrations;
+{%- if example %}
+mod ownership;
+{%- endif %}
 mod process;
 {%- if example %}
 mod projects;

@@ -16,7 +16,7 @@ async fn create(app: &TestApp, name: &str) -> (Value, String) {
 
 #[tokio::test]
 async fn a_created_project_can_be_read_back() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
 
     let response = app
         .post(
@@ -45,7 +45,7 @@ async fn a_created_project_can_be_read_back() {
 
 #[tokio::test]
 async fn names_are_unique_regardless_of_case() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     create(&app, "Apollo").await;
 
     let response = app.post("/api/v1/projects", &json!({ "name": "APOLLO" })).await;
@@ -56,7 +56,7 @@ async fn names_are_unique_regardless_of_case() {
 
 #[tokio::test]
 async fn invalid_projects_are_refused_field_by_field() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
 
     let blank = problem(app.post("/api/v1/projects", &json!({ "name": "   " })).await, 422).await;
     assert_eq!(blank["errors"][0]["field"], "name");
@@ -87,7 +87,7 @@ async fn invalid_projects_are_refused_field_by_field() {
 
 #[tokio::test]
 async fn unknown_and_malformed_ids_are_told_apart() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
 
     problem(
         app.get(&format!("/api/v1/projects/{}", uuid::Uuid::new_v4())).await,
@@ -99,7 +99,7 @@ async fn unknown_and_malformed_ids_are_told_apart() {
 
 #[tokio::test]
 async fn pages_walk_every_project_once_in_order() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let names = ["delta", "alpha", "echo", "charlie", "bravo"];
     for name in names {
         create(&app, name).await;
@@ -115,7 +115,7 @@ async fn pages_walk_every_project_once_in_order() {
 
 #[tokio::test]
 async fn the_default_order_is_newest_first_across_pages() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     for name in ["first", "second", "third"] {
         create(&app, name).await;
     }
@@ -134,14 +134,16 @@ async fn the_default_order_is_newest_first_across_pages() {
 
 #[tokio::test]
 async fn page_sizes_are_clamped_and_sorts_and_cursors_are_checked() {
-    let app = TestApp::spawn().await;
+    let (app, owner) = TestApp::signed_in().await;
     for name in ["one", "two", "three"] {
         create(&app, name).await;
     }
 
     sqlx::query(
-        "INSERT INTO projects (id, name) SELECT gen_random_uuid(), 'bulk ' || n FROM generate_series(1, 120) n",
+        "INSERT INTO projects (id, owner_id, name) \
+         SELECT gen_random_uuid(), $1, 'bulk ' || n FROM generate_series(1, 120) n",
     )
+    .bind(owner.id)
     .execute(app.state.db.pool())
     .await
     .expect("bulk insert");
@@ -174,7 +176,7 @@ async fn page_sizes_are_clamped_and_sorts_and_cursors_are_checked() {
 
 #[tokio::test]
 async fn updates_need_the_current_version() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let (project, etag) = create(&app, "Gemini").await;
     let path = format!("/api/v1/projects/{}", project["id"].as_str().expect("id"));
 
@@ -240,7 +242,7 @@ async fn updates_need_the_current_version() {
 
 #[tokio::test]
 async fn a_precondition_on_a_missing_project_fails_instead_of_404() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let path = format!("/api/v1/projects/{}", uuid::Uuid::new_v4());
 
     problem(app.patch(&path, Some("*"), &json!({ "name": "ghost" })).await, 412).await;
@@ -250,7 +252,7 @@ async fn a_precondition_on_a_missing_project_fails_instead_of_404() {
 
 #[tokio::test]
 async fn of_two_concurrent_updates_from_the_same_version_exactly_one_wins() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let (project, etag) = create(&app, "Race").await;
     let path = format!("/api/v1/projects/{}", project["id"].as_str().expect("id"));
 
@@ -268,9 +270,10 @@ async fn of_two_concurrent_updates_from_the_same_version_exactly_one_wins() {
 
 #[tokio::test]
 async fn a_value_postgresql_cannot_store_is_a_client_error_even_past_validation() {
-    let app = TestApp::spawn().await;
+    let (app, owner) = TestApp::signed_in().await;
     let mut conn = app.state.db.acquire().await.expect("connection");
     let new = NewProject {
+        owner_id: owner.id,
         name: "Nul".to_owned(),
         description: Some("a\u{0}b".to_owned()),
     };
@@ -284,7 +287,7 @@ async fn a_value_postgresql_cannot_store_is_a_client_error_even_past_validation(
 
 #[tokio::test]
 async fn text_postgresql_cannot_store_is_refused_as_invalid() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
 
     let body = problem(
         app.post("/api/v1/projects", &json!({ "name": "Nul", "description": "a\u{0}b" }))
@@ -299,7 +302,7 @@ async fn text_postgresql_cannot_store_is_refused_as_invalid() {
 
 #[tokio::test]
 async fn renaming_onto_an_existing_name_conflicts() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     create(&app, "Mercury").await;
     let (venus, etag) = create(&app, "Venus").await;
     let path = format!("/api/v1/projects/{}", venus["id"].as_str().expect("id"));
@@ -309,7 +312,7 @@ async fn renaming_onto_an_existing_name_conflicts() {
 
 #[tokio::test]
 async fn deleting_checks_the_version_when_given_and_removes_the_tasks() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let (project, etag) = create(&app, "Skylab").await;
     let id = project["id"].as_str().expect("id");
     let path = format!("/api/v1/projects/{id}");

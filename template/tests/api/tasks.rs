@@ -27,7 +27,7 @@ fn titles(page: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn a_task_needs_an_existing_project() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
 
     let response = app
         .post(
@@ -42,7 +42,7 @@ async fn a_task_needs_an_existing_project() {
 
 #[tokio::test]
 async fn a_new_task_starts_as_todo_unless_told_otherwise() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let project_id = project(&app, "Voyager").await;
 
     let plain = task(&app, json!({ "project_id": project_id, "title": "Plan" })).await;
@@ -60,7 +60,7 @@ async fn a_new_task_starts_as_todo_unless_told_otherwise() {
 
 #[tokio::test]
 async fn invalid_tasks_are_refused() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let project_id = project(&app, "Pioneer").await;
 
     problem(
@@ -101,7 +101,7 @@ async fn invalid_tasks_are_refused() {
 
 #[tokio::test]
 async fn tasks_are_filtered_by_project_and_status_and_sorted_by_title() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let apollo = project(&app, "Apollo").await;
     let gemini = project(&app, "Gemini").await;
     for (project_id, title, status) in [
@@ -149,7 +149,7 @@ async fn tasks_are_filtered_by_project_and_status_and_sorted_by_title() {
 
 #[tokio::test]
 async fn pages_of_equal_titles_neither_repeat_nor_skip_a_task() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let project_id = project(&app, "Ties").await;
     let mut created = Vec::new();
     for _ in 0..5 {
@@ -168,7 +168,7 @@ async fn pages_of_equal_titles_neither_repeat_nor_skip_a_task() {
 
 #[tokio::test]
 async fn a_task_moves_between_projects_and_changes_status() {
-    let app = TestApp::spawn().await;
+    let (app, _) = TestApp::signed_in().await;
     let apollo = project(&app, "Apollo").await;
     let gemini = project(&app, "Gemini").await;
     let created = task(

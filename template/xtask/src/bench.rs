@@ -18,9 +18,9 @@ use xshell::{Shell, cmd};
 use crate::flags::{Bench, DbUp};
 use crate::{db, project};
 
-/// Writes one JSON line at the end of a wrk run. Arguments: `create <prefix>` POSTs a new
-/// record per request; `post <json>` POSTs the same body every time; `bearer <token>` GETs
-/// with that access token.
+/// Writes one JSON line at the end of a wrk run. Arguments, in pairs: `create <prefix>` POSTs
+/// a new record per request; `post <json>` POSTs the same body every time; `bearer <token>`
+/// sends that access token.
 const WRK_SCRIPT: &str = r#"
 local counter, thread_id = 0, 0
 local threads = {}
@@ -30,13 +30,16 @@ function setup(thread)
 end
 function init(args)
   thread_id = id or 0
-  if args[1] == "create" or args[1] == "post" then
-    wrk.method = "POST"
-    wrk.headers["content-type"] = "application/json"
+  for i = 1, #args, 2 do
+    local key, value = args[i], args[i + 1]
+    if key == "create" or key == "post" then
+      wrk.method = "POST"
+      wrk.headers["content-type"] = "application/json"
+    end
+    if key == "create" then prefix = value end
+    if key == "post" then wrk.body = value end
+    if key == "bearer" then wrk.headers["authorization"] = "Bearer " .. value end
   end
-  if args[1] == "bearer" then wrk.headers["authorization"] = "Bearer " .. args[2] end
-  if args[1] == "create" then prefix = args[2] end
-  if args[1] == "post" then wrk.body = args[2] end
 end
 function request()
   if prefix then
@@ -61,6 +64,8 @@ struct Scenario {
     name: &'static str,
     path: String,
     body: Body,
+    /// Sent as `Authorization: Bearer`.
+    token: Option<String>,
     /// Whether answers other than 2xx are part of the design under this load (sign-in sheds
     /// what it cannot hash in time) rather than failures.
     may_shed: bool,
@@ -72,8 +77,6 @@ enum Body {
     Unique(&'static str),
     /// POST this JSON every time.
     Fixed(String),
-    /// GET with this access token.
-    Bearer(String),
 }
 
 impl Scenario {
@@ -82,6 +85,7 @@ impl Scenario {
             name,
             path: path.to_owned(),
             body: Body::None,
+            token: None,
             may_shed: false,
         }
     }
@@ -151,55 +155,56 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     compare(&report, flags)
 }
 
-/// Loads health always; then the resource's routes when the service has them, create first,
-/// which leaves thousands of records behind for list and get to read; then sign-in, an
-/// authenticated read, and health next to a sign-in flood, whose latency must not suffer from
-/// the hashing.
+/// Loads health always; then, signed in as one account, the resource's routes when the service
+/// has them, create first, which leaves thousands of records behind for list and get to read;
+/// then sign-in, an authenticated read, and health next to a sign-in flood, whose latency must
+/// not suffer from the hashing.
 fn endpoints(
     port: u16,
     load: impl Fn(u16, &Scenario) -> anyhow::Result<Measurement> + Sync,
 ) -> anyhow::Result<Vec<Measurement>> {
     let health = Scenario::get("health", "/health/live");
     let mut measurements = vec![load(port, &health)?];
-    let (_, spec) = http(port, "GET", "/openapi.json", None)?;
+    let (_, spec) = http(port, "GET", "/openapi.json", None, None)?;
+    if !spec.contains("\"/api/v1/auth/login\"") {
+        return Ok(measurements);
+    }
+    let credentials = r#"{"email":"bench@example.com","password":"a benchmark passphrase"}"#;
+    let (status, _) = http(port, "POST", "/api/v1/auth/register", Some(credentials), None)?;
+    ensure!(status == 202, "registering the benchmark account answered {status}");
+    let (_, session) = http(port, "POST", "/api/v1/auth/login", Some(credentials), None)?;
+    let session: Value = serde_json::from_str(&session).context("the login endpoint returned invalid JSON")?;
+    let token = session["access_token"].as_str().context("no access token")?;
+    let signed_in = |name, path: &str| Scenario {
+        token: Some(token.to_owned()),
+        ..Scenario::get(name, path)
+    };
     if spec.contains("\"/api/v1/projects\"") {
         let create = Scenario {
             body: Body::Unique("bench"),
-            ..Scenario::get("create", "/api/v1/projects")
+            ..signed_in("create", "/api/v1/projects")
         };
         measurements.push(load(port, &create)?);
-        measurements.push(load(port, &Scenario::get("list", "/api/v1/projects?limit=20"))?);
-        let (_, page) = http(port, "GET", "/api/v1/projects?limit=1", None)?;
+        measurements.push(load(port, &signed_in("list", "/api/v1/projects?limit=20"))?);
+        let (_, page) = http(port, "GET", "/api/v1/projects?limit=1", None, Some(token))?;
         let page: Value = serde_json::from_str(&page).context("the list endpoint returned invalid JSON")?;
         let id = page["items"][0]["id"].as_str().context("no project to read")?;
-        measurements.push(load(port, &Scenario::get("get", &format!("/api/v1/projects/{id}")))?);
+        measurements.push(load(port, &signed_in("get", &format!("/api/v1/projects/{id}")))?);
     }
-    if spec.contains("\"/api/v1/auth/login\"") {
-        let credentials = r#"{"email":"bench@example.com","password":"a benchmark passphrase"}"#;
-        let (status, _) = http(port, "POST", "/api/v1/auth/register", Some(credentials))?;
-        ensure!(status == 202, "registering the benchmark account answered {status}");
-        let login = Scenario {
-            body: Body::Fixed(credentials.to_owned()),
-            may_shed: true,
-            ..Scenario::get("login", "/api/v1/auth/login")
-        };
-        measurements.push(load(port, &login)?);
-        let (_, session) = http(port, "POST", "/api/v1/auth/login", Some(credentials))?;
-        let session: Value = serde_json::from_str(&session).context("the login endpoint returned invalid JSON")?;
-        let token = session["access_token"].as_str().context("no access token")?;
-        let me = Scenario {
-            body: Body::Bearer(token.to_owned()),
-            ..Scenario::get("me (authenticated)", "/api/v1/auth/me")
-        };
-        measurements.push(load(port, &me)?);
-        let during_flood = std::thread::scope(|scope| {
-            let flood = scope.spawn(|| load(port, &login));
-            let health = load(port, &Scenario::get("health during login flood", "/health/live"));
-            let _ = flood.join();
-            health
-        })?;
-        measurements.push(during_flood);
-    }
+    let login = Scenario {
+        body: Body::Fixed(credentials.to_owned()),
+        may_shed: true,
+        ..Scenario::get("login", "/api/v1/auth/login")
+    };
+    measurements.push(load(port, &login)?);
+    measurements.push(load(port, &signed_in("me (authenticated)", "/api/v1/auth/me"))?);
+    let during_flood = std::thread::scope(|scope| {
+        let flood = scope.spawn(|| load(port, &login));
+        let health = load(port, &Scenario::get("health during login flood", "/health/live"));
+        let _ = flood.join();
+        health
+    })?;
+    measurements.push(during_flood);
     Ok(measurements)
 }
 
@@ -226,9 +231,9 @@ fn measure(script: &Path, port: u16, scenario: &Scenario, seconds: u32) -> anyho
         Body::Fixed(json) => {
             wrk.args(["post", json]);
         }
-        Body::Bearer(token) => {
-            wrk.args(["bearer", token]);
-        }
+    }
+    if let Some(token) = &scenario.token {
+        wrk.args(["bearer", token]);
     }
     let output = wrk.stderr(Stdio::inherit()).output().context("cannot run wrk")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -391,8 +396,9 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The status and body of a request with an optional JSON body, over plain HTTP/1.1.
-fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<(u16, String)> {
+/// The status and body of a request with an optional JSON body and access token, over plain
+/// HTTP/1.1.
+fn http(port: u16, method: &str, path: &str, json: Option<&str>, token: Option<&str>) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let body = json.unwrap_or_default();
@@ -401,9 +407,12 @@ fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> anyhow::Resu
     } else {
         String::new()
     };
+    let authorization = token
+        .map(|token| format!("authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: localhost\r\naccept-encoding: identity\r\nconnection: close\r\n{content}\r\n{body}"
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\naccept-encoding: identity\r\nconnection: close\r\n{authorization}{content}\r\n{body}"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -421,7 +430,7 @@ fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> anyhow::Resu
 fn wait_for(port: u16, path: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        if matches!(http(port, "GET", path, None), Ok((200, _))) {
+        if matches!(http(port, "GET", path, None, None), Ok((200, _))) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -1,20 +1,27 @@
--- Projects and their tasks: the example resource.
+-- Projects and their tasks: the example resource. Every project belongs to the account that
+-- created it; tasks belong to whoever owns their project.
 
 CREATE TYPE task_status AS ENUM ('todo', 'in_progress', 'done');
 
 CREATE TABLE projects (
     id          uuid        PRIMARY KEY,
+    owner_id    uuid        NOT NULL,
     name        text        NOT NULL CHECK (char_length(name) BETWEEN 1 AND 100),
     description text        CHECK (char_length(description) <= 2000),
     version     integer     NOT NULL DEFAULT 1 CHECK (version > 0),
     created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- Erasing an account erases what it owns.
+    CONSTRAINT projects_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE CASCADE
 );
 
--- Names are unique whatever their letter case.
-CREATE UNIQUE INDEX projects_name_key ON projects (lower(name));
--- Keyset pagination walks (sort column, id) in both directions.
-CREATE INDEX projects_name_id_idx ON projects (name, id);
+-- Each owner's names are unique whatever their letter case; leading with owner_id, the index
+-- also serves the foreign key.
+CREATE UNIQUE INDEX projects_owner_id_name_key ON projects (owner_id, lower(name));
+-- Keyset pages of one owner's projects, and of everyone's for administrators, walk
+-- (sort column, id) in both directions.
+CREATE INDEX projects_owner_id_name_id_idx ON projects (owner_id, name, id);
+CREATE INDEX projects_owner_id_created_at_id_idx ON projects (owner_id, created_at, id);
 CREATE INDEX projects_created_at_id_idx ON projects (created_at, id);
 
 CREATE TABLE tasks (

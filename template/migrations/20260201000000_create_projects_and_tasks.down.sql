@@ -1,4 +1,4 @@
--- Reverts 20260101000000_create_projects_and_tasks.up.sql.
+-- Reverts 20260201000000_create_projects_and_tasks.up.sql.
 
 DROP TABLE tasks;
 DROP TABLE projects;
