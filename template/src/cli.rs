@@ -1,6 +1,7 @@
 //! The command line: `serve` runs the HTTP service, `migrate` manages the schema with the same
 //! binary (so a Kubernetes Job can run it from the service image), `openapi` prints the spec,
-//! `healthcheck` probes a running instance, `create-admin` bootstraps the first administrator.
+//! `healthcheck` probes a running instance{%- if auth == "issuer" %}, `create-admin` bootstraps the first
+//! administrator{%- endif %}.
 //! Failures print one line on stderr and exit non-zero.
 
 use std::net::SocketAddr;
@@ -16,7 +17,9 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Environment};
 use crate::db::Database;
 use crate::db::migrate::{self, MIGRATOR};
+{%- if auth == "issuer" %}
 use crate::domain::user::ADMIN_ROLE;
+{%- endif %}
 use crate::http::server;
 use crate::{AppState, telemetry};
 
@@ -42,12 +45,14 @@ enum Command {
     /// Exit 0 if the service on this host answers its liveness probe: a container HEALTHCHECK
     /// that needs no shell or curl in the image.
     Healthcheck,
+{%- if auth == "issuer" %}
     /// Create an account with the admin role; the password is read from standard input, so it
     /// never appears in the process list or the shell history.
     CreateAdmin {
         #[arg(long)]
         email: String,
     },
+{%- endif %}
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,10 +120,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let address = server::loopback(SocketAddr::new(config.server.host, config.server.port));
             server::check_live(address, Duration::from_secs(2))
         }
+{%- if auth == "issuer" %}
         Command::CreateAdmin { email } => runtime.block_on(create_admin(&config, &email)),
+{%- endif %}
         Command::Openapi => unreachable!("handled above"),
     }
 }
+{%- if auth == "issuer" %}
 
 async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
     let mut password = String::new();
@@ -151,6 +159,7 @@ async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
     db.close().await;
     Ok(())
 }
+{%- endif %}
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = Database::connect(&config.database)?;

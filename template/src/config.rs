@@ -25,8 +25,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub log: LogConfig,
+{%- if auth == "issuer" %}
     #[serde(default)]
     pub auth: AuthConfig,
+{%- endif %}
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
 }
@@ -154,6 +156,7 @@ mod defaults {
         5_000
     }
 }
+{%- if auth == "issuer" %}
 
 /// Access tokens: who issues them, for which API, for how long, and the keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +223,7 @@ impl AuthConfig {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
     }
 }
+{%- endif %}
 
 /// Request rate limits (per minute, with a minute's quota allowed as a burst) and the proxies
 /// whose `X-Forwarded-For` is believed.
@@ -227,14 +231,21 @@ impl AuthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub enabled: bool,
+{%- if auth != "none" %}
     /// Requests without a valid access token, per client address.
     pub per_ip_per_minute: u32,
     /// Requests with a valid access token, per account.
     pub per_user_per_minute: u32,
+{%- else %}
+    /// Requests per client address.
+    pub per_ip_per_minute: u32,
+{%- endif %}
+{%- if auth == "issuer" %}
     /// Sign-in and registration attempts per client address.
     pub sign_in_per_ip_per_minute: u32,
     /// Sign-in and registration attempts per email address.
     pub sign_in_per_account_per_minute: u32,
+{%- endif %}
     /// Comma-separated addresses or CIDR ranges of the proxies in front of the service, e.g.
     /// `10.0.0.0/8`. Only a request from one of them may name its client in `X-Forwarded-For`.
     pub trusted_proxies: String,
@@ -245,9 +256,13 @@ impl Default for RateLimitConfig {
         Self {
             enabled: true,
             per_ip_per_minute: 300,
+{%- if auth != "none" %}
             per_user_per_minute: 600,
+{%- endif %}
+{%- if auth == "issuer" %}
             sign_in_per_ip_per_minute: 20,
             sign_in_per_account_per_minute: 10,
+{%- endif %}
             trusted_proxies: String::new(),
         }
     }
@@ -346,6 +361,7 @@ impl Config {
             ),
             ("APP_DATABASE__ACQUIRE_TIMEOUT_MS", self.database.acquire_timeout_ms),
             ("APP_DATABASE__STATEMENT_TIMEOUT_MS", self.database.statement_timeout_ms),
+{%- if auth == "issuer" %}
             ("APP_AUTH__ACCESS_TOKEN_TTL_SECS", self.auth.access_token_ttl_secs),
             ("APP_AUTH__REFRESH_TOKEN_IDLE_SECS", self.auth.refresh_token_idle_secs),
             (
@@ -356,14 +372,18 @@ impl Config {
                 "APP_AUTH__PASSWORD_HASHING_CONCURRENCY",
                 self.auth.password_hashing_concurrency() as u64,
             ),
+{%- endif %}
             (
                 "APP_RATE_LIMIT__PER_IP_PER_MINUTE",
                 u64::from(self.rate_limit.per_ip_per_minute),
             ),
+{%- if auth != "none" %}
             (
                 "APP_RATE_LIMIT__PER_USER_PER_MINUTE",
                 u64::from(self.rate_limit.per_user_per_minute),
             ),
+{%- endif %}
+{%- if auth == "issuer" %}
             (
                 "APP_RATE_LIMIT__SIGN_IN_PER_IP_PER_MINUTE",
                 u64::from(self.rate_limit.sign_in_per_ip_per_minute),
@@ -372,6 +392,7 @@ impl Config {
                 "APP_RATE_LIMIT__SIGN_IN_PER_ACCOUNT_PER_MINUTE",
                 u64::from(self.rate_limit.sign_in_per_account_per_minute),
             ),
+{%- endif %}
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");
@@ -381,6 +402,7 @@ impl Config {
             check_origin(origin)
                 .with_context(|| format!("APP_SERVER__CORS_ALLOWED_ORIGINS: invalid origin {origin:?}"))?;
         }
+{%- if auth == "issuer" %}
         // OWASP's minimum for Argon2id; development may go lower for speed, production may not.
         if self.environment == Environment::Production
             && (self.auth.password_memory_kib < 19_456 || self.auth.password_iterations < 2)
@@ -389,6 +411,7 @@ impl Config {
                 "APP_AUTH__PASSWORD_MEMORY_KIB must be at least 19456 and APP_AUTH__PASSWORD_ITERATIONS at least 2 in production"
             );
         }
+{%- endif %}
         self.rate_limit.trusted_proxies()?;
         if self.database.url.is_none() {
             bail!("DATABASE_URL is not set: export it or put it in .env (see .env.example)");
@@ -422,6 +445,7 @@ fn describe(err: &figment::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+{%- if auth == "issuer" %}
 
     #[test]
     fn production_refuses_password_hashing_below_the_owasp_minimum() {
@@ -445,6 +469,7 @@ mod tests {
         assert!(config(Environment::Development, 1024).validate().is_ok());
         assert!(config(Environment::Production, 19_456).validate().is_ok());
     }
+{%- endif %}
 
     #[test]
     fn an_origin_with_a_path_is_refused() {

@@ -1,8 +1,8 @@
 //! The service as a library: `main.rs` only calls [`cli::main`], and tests build the router
 //! with [`app`] around an [`AppState`] of their own.
 
-pub mod auth;
-pub mod cli;
+{% if auth != "none" %}pub mod auth;
+{% endif %}pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;

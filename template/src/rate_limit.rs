@@ -1,7 +1,12 @@
+{%- if auth == "issuer" -%}
 //! Request rate limits, in memory per instance: per client IP on requests without a valid
 //! access token, per account on requests with one, and, on sign-in and registration, per IP
-//! and per email address. Limits are token buckets (GCRA): a full minute's quota may arrive
-//! as a burst, then requests flow at the quota's rate.
+//! and per email address.
+{%- else -%}
+//! Request rate limits, in memory per instance, per client IP.
+{%- endif %}
+//! Limits are token buckets (GCRA): a full minute's quota may arrive as a burst, then
+//! requests flow at the quota's rate.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -10,7 +15,9 @@ use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
+{%- if auth != "none" %}
 use uuid::Uuid;
+{%- endif %}
 
 use crate::config::RateLimitConfig;
 
@@ -30,9 +37,13 @@ pub struct Limited {
 pub struct RateLimits {
     enabled: bool,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+{%- if auth != "none" %}
     per_user: DefaultKeyedRateLimiter<Uuid>,
+{%- endif %}
+{%- if auth == "issuer" %}
     sign_in_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     sign_in_per_account: DefaultKeyedRateLimiter<String>,
+{%- endif %}
 }
 
 impl RateLimits {
@@ -41,21 +52,28 @@ impl RateLimits {
         Self {
             enabled: config.enabled,
             per_ip: DefaultKeyedRateLimiter::keyed(per_minute(config.per_ip_per_minute)),
+{%- if auth != "none" %}
             per_user: DefaultKeyedRateLimiter::keyed(per_minute(config.per_user_per_minute)),
+{%- endif %}
+{%- if auth == "issuer" %}
             sign_in_per_ip: DefaultKeyedRateLimiter::keyed(per_minute(config.sign_in_per_ip_per_minute)),
             sign_in_per_account: DefaultKeyedRateLimiter::keyed(per_minute(config.sign_in_per_account_per_minute)),
+{%- endif %}
         }
     }
 
-    /// A request from `ip` without a valid access token.
+    /// A request from `ip`{%- if auth != "none" %} without a valid access token{%- endif %}.
     pub fn anonymous(&self, ip: IpAddr) -> Result<(), Limited> {
         self.check(&self.per_ip, &ip, "per client address")
     }
+{%- if auth != "none" %}
 
     /// A request authenticated as `user`, wherever it comes from.
     pub fn user(&self, user: Uuid) -> Result<(), Limited> {
         self.check(&self.per_user, &user, "per account")
     }
+{%- endif %}
+{%- if auth == "issuer" %}
 
     /// A sign-in or registration attempt for `email` from `ip`: both limits must allow it, so
     /// neither one address guessing many accounts nor many addresses guessing one succeed.
@@ -67,6 +85,7 @@ impl RateLimits {
             "sign-ins per account",
         )
     }
+{%- endif %}
 
     fn check<K: Clone + Hash + Eq>(
         &self,

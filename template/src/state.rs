@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipnet::IpNet;
 
-use crate::auth::{Passwords, Tokens};
-use crate::config::Config;
+{% if auth == "issuer" %}use crate::auth::{Passwords, Tokens};
+{% endif %}use crate::config::Config;
 use crate::db::Database;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
@@ -17,19 +17,23 @@ pub struct AppState {
     pub db: Database,
     pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<Lifecycle>,
+{%- if auth == "issuer" %}
     pub tokens: Arc<Tokens>,
     pub passwords: Arc<Passwords>,
+{%- endif %}
     pub rate_limits: Arc<RateLimits>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl AppState {
-    /// Fails when the signing keys, the password hashing or the proxy settings are unusable.
+    /// Fails when {% if auth == "issuer" %}the signing keys, the password hashing or {% endif %}the proxy settings are unusable.
     pub fn new(config: Config, db: Database) -> anyhow::Result<Self> {
         Ok(Self {
+{%- if auth == "issuer" %}
             tokens: Arc::new(Tokens::new(&config.auth, config.environment)?),
             passwords: Arc::new(Passwords::new(&config.auth)?),
+{%- endif %}
             rate_limits: Arc::new(RateLimits::new(&config.rate_limit)),
             trusted_proxies: config.rate_limit.trusted_proxies()?.into(),
             config: Arc::new(config),

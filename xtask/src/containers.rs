@@ -84,6 +84,8 @@ pub fn check_compose_stack(sh: &Shell, name: &str, example: bool) -> anyhow::Res
     let app_port = probe::free_port()?;
     let _app_port = sh.push_env("APP_PORT", app_port.to_string());
     let _postgres_port = sh.push_env("POSTGRES_PORT", probe::free_port()?.to_string());
+    // A database volume left by an earlier run holds another revision's migrations.
+    cmd!(sh, "cargo xtask docker down --engine podman --volumes").run()?;
     let started = std::time::Instant::now();
     let checked = cmd!(sh, "cargo xtask docker up --engine podman")
         .run()
@@ -97,7 +99,7 @@ pub fn check_compose_stack(sh: &Shell, name: &str, example: bool) -> anyhow::Res
             );
             Ok(started.elapsed())
         });
-    let down = cmd!(sh, "cargo xtask docker down --engine podman").run();
+    let down = cmd!(sh, "cargo xtask docker down --engine podman --volumes").run();
     let up_after = checked?;
     down?;
     let filter = format!("name={name}_");

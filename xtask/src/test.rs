@@ -32,12 +32,21 @@ pub struct Case {
 }
 
 impl Case {
-    /// Whether the case generates the example resource (the template's default: yes).
+    /// Whether the case generates the example resource (the template's default: yes, unless
+    /// there are no accounts to own it).
     pub fn example(&self) -> bool {
         self.values
             .get("example")
             .and_then(toml::Value::as_bool)
-            .unwrap_or(true)
+            .unwrap_or(self.auth() != "none")
+    }
+
+    /// Who authenticates callers (the template's default: the service itself).
+    pub fn auth(&self) -> &str {
+        self.values
+            .get("auth")
+            .and_then(toml::Value::as_str)
+            .unwrap_or("issuer")
     }
 
     /// The values as cargo-generate `-d key=value` pairs.
@@ -224,9 +233,11 @@ fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
     xtask(sh).args(["bench", "--quick", "--tolerance", "50"]).run()?;
     let path = project.join("target").join("bench").join("report.json");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    let example = case.example();
-    let mut expected = vec!["health", "login", "me (authenticated)", "health during login flood"];
-    if example {
+    let mut expected = vec!["health"];
+    if case.auth() == "issuer" {
+        expected.extend(["login", "me (authenticated)", "health during login flood"]);
+    }
+    if case.example() {
         expected.extend(["create", "list", "get"]);
     }
     let endpoints = report["endpoints"].as_object().context("report has no endpoints")?;
@@ -392,6 +403,13 @@ fn check_rendered(project: &Path, case: &Case) -> anyhow::Result<()> {
             "Cargo.toml lacks the description"
         );
     }
+    let accounts = project.join("src").join("auth").exists();
+    ensure!(
+        accounts == (case.auth() != "none"),
+        "with auth = {}, src/auth is {}",
+        case.auth(),
+        if accounts { "there" } else { "missing" }
+    );
     if let Some(toml::Value::String(port)) = case.values.get("http_port") {
         let config = std::fs::read_to_string(project.join("config").join("production.toml"))?;
         ensure!(
@@ -513,7 +531,7 @@ type Refusal<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 /// Invalid names and values stop generation with a message that says what is allowed.
 fn check_bad_input_is_refused(sh: &Shell) -> anyhow::Result<()> {
     let dest = scratch_dir("refused")?;
-    let bad: [Refusal; 7] = [
+    let bad: [Refusal; 9] = [
         (
             "my_service",
             &[],
@@ -536,6 +554,16 @@ fn check_bad_input_is_refused(sh: &Shell) -> anyhow::Result<()> {
             "ok-name",
             &[("description", "say \"hi\"")],
             "use plain text without quotes",
+        ),
+        (
+            "ok-name",
+            &[("auth", "oauth")],
+            "\"oauth\" is not a valid value for auth",
+        ),
+        (
+            "ok-name",
+            &[("auth", "none"), ("example", "true")],
+            "example does not apply with auth = none",
         ),
     ];
     for (name, values, expected) in bad {

@@ -8,11 +8,15 @@ mod pool;
 {%- if example %}
 pub mod projects;
 {%- endif %}
+{%- if auth == "issuer" %}
 pub mod refresh_tokens;
+{%- endif %}
 {%- if example %}
 pub mod tasks;
 {%- endif %}
+{%- if auth == "issuer" %}
 pub mod users;
+{%- endif %}
 pub mod versioned;
 
 pub use error::DbError;

@@ -6,8 +6,12 @@ pub mod page;
 {%- if example %}
 pub mod project;
 {%- endif %}
+{%- if auth != "none" %}
 pub mod scope;
+{%- endif %}
 {%- if example %}
 pub mod task;
 {%- endif %}
+{%- if auth == "issuer" %}
 pub mod user;
+{%- endif %}

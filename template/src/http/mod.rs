@@ -2,13 +2,19 @@
 //! types, extractors, error rendering, middleware and the server loop.
 
 mod api;
+{%- if auth == "issuer" %}
 pub mod auth;
+{%- endif %}
+{%- if auth != "none" %}
 pub mod authn;
+{%- endif %}
 mod docs;
 pub mod error;
 pub mod extract;
 mod health;
+{%- if auth == "issuer" %}
 mod jwks;
+{%- endif %}
 mod metrics;
 pub mod middleware;
 pub mod pagination;
@@ -20,7 +26,9 @@ pub mod server;
 {%- if example %}
 pub mod tasks;
 {%- endif %}
+{%- if auth == "issuer" %}
 pub mod users;
+{%- endif %}
 pub mod validation;
 
 use std::time::Duration;

@@ -1,20 +1,29 @@
 //! Who the client is and how often it may call: the client address (from `X-Forwarded-For`
 //! only when the connection comes from a trusted proxy), and the middleware that applies the
-//! per-address or per-account limit to every API request.
+//! per-address{%- if auth != "none" %} or per-account{%- endif %} limit to every API request.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+{%- if auth != "none" %}
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+{%- else %}
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+{%- endif %}
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
+{%- if auth != "none" %}
 use uuid::Uuid;
+{%- endif %}
 
 use super::error::ApiError;
 use crate::AppState;
+{%- if auth != "none" %}
 use crate::auth::AccessClaims;
+{%- endif %}
 use crate::metrics::Metrics;
 use crate::rate_limit::Limited;
 
@@ -33,10 +42,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no client address on the request")))
     }
 }
+{%- if auth != "none" %}
 
 /// An access token the rate limiter already verified, so that `CurrentUser` need not again.
 #[derive(Debug, Clone)]
 pub struct VerifiedAccess(pub AccessClaims);
+{%- endif %}
 
 /// The client address: the connection's peer, unless the peer is a trusted proxy; then the
 /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left
@@ -77,6 +88,7 @@ pub async fn resolve_client(State(state): State<AppState>, mut request: Request,
     request.extensions_mut().insert(ClientIp(ip));
     next.run(request).await
 }
+{%- if auth != "none" %}
 
 /// Applies the per-account limit to requests with a valid access token and the per-address
 /// limit to the rest.
@@ -120,6 +132,25 @@ pub fn refuse(metrics: &Metrics, limited: Limited, user_id: Option<Uuid>) -> Api
         user_id = user_id.map(tracing::field::display),
         "rate limit hit"
     );
+{%- else %}
+
+/// Applies the per-address limit to every API request.
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ClientIp>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |client| client.0);
+    if let Err(limited) = state.rate_limits.anonymous(ip) {
+        return refuse(&state.metrics, limited).into_response();
+    }
+    next.run(request).await
+}
+
+/// Logs and counts the refusal as a security event and turns it into 429.
+pub fn refuse(metrics: &Metrics, limited: Limited) -> ApiError {
+    metrics.security_event("rate_limited");
+    tracing::warn!(target: "security", event = "rate_limited", scope = limited.scope, "rate limit hit");
+{%- endif %}
     ApiError::TooManyRequests {
         retry_after: u32::try_from(limited.retry_after.as_secs()).unwrap_or(u32::MAX).max(1),
     }

@@ -7,20 +7,29 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{MethodRouter, get};
+{%- if auth == "issuer" %}
 use figment::Figment;
 use figment::providers::{Format, Toml};
+{%- endif %}
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
+{%- if auth == "issuer" %}
 use service::config::{AuthConfig, Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
 use service::db::{self, Database};
 use service::domain::user::DEFAULT_ROLE;
+{%- else %}
+use service::config::{Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
+use service::db::Database;
+{%- endif %}
 use service::http::server;
 use service::{AppState, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
+{%- if auth == "issuer" %}
 use uuid::Uuid;
+{%- endif %}
 
 use crate::database::TestDatabase;
 
@@ -29,17 +38,21 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     pub database: TestDatabase,
+{%- if auth == "issuer" %}
     /// Sent as `Authorization: Bearer` on every request once set, by [`TestApp::act_as`].
     bearer: Option<String>,
+{%- endif %}
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
+{%- if auth == "issuer" %}
 
 /// An account of the test's own making.
 pub struct TestUser {
     pub id: Uuid,
     pub token: String,
 }
+{%- endif %}
 
 /// Settings for tests: the defaults, bound to loopback.
 pub fn test_config(database_url: &str) -> Config {
@@ -54,7 +67,9 @@ pub fn test_config(database_url: &str) -> Config {
             ..DatabaseConfig::default()
         },
         log: LogConfig::default(),
+{%- if auth == "issuer" %}
         auth: development_auth(),
+{%- endif %}
         // Off, so that tests may send many requests; `rate_limits.rs` turns them on.
         rate_limit: RateLimitConfig {
             enabled: false,
@@ -62,6 +77,7 @@ pub fn test_config(database_url: &str) -> Config {
         },
     }
 }
+{%- if auth == "issuer" %}
 
 /// The `[auth]` settings of `config/development.toml`, development signing key included.
 pub fn development_auth() -> AuthConfig {
@@ -70,6 +86,7 @@ pub fn development_auth() -> AuthConfig {
         .extract_inner("auth")
         .expect("[auth] in config/development.toml")
 }
+{%- endif %}
 
 impl TestApp {
     pub async fn spawn() -> Self {
@@ -108,11 +125,14 @@ impl TestApp {
             client,
             state,
             database,
+{%- if auth == "issuer" %}
             bearer: None,
+{%- endif %}
             shutdown: Some(shutdown),
             server: Some(server),
         }
     }
+{%- if auth == "issuer" %}
 
     /// A service with an account of role `user` signed in: every request carries its token.
     #[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
@@ -139,17 +159,22 @@ impl TestApp {
     pub fn act_as(&mut self, user: &TestUser) {
         self.bearer = Some(user.token.clone());
     }
+{%- endif %}
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+{%- if auth == "issuer" %}
         let request = self.client.request(method, self.url(path));
         match &self.bearer {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
+{%- else %}
+        self.client.request(method, self.url(path))
+{%- endif %}
     }
 
     pub async fn get(&self, path: &str) -> Response {

@@ -1,8 +1,8 @@
 //! The integration tests: one binary, so the crate links once; each test runs against its own
 //! freshly migrated database and a real server on a free port.
 
-mod auth;
-mod building_blocks;
+{% if auth == "issuer" %}mod auth;
+{% endif %}mod building_blocks;
 mod database;
 mod docs;
 mod health;
@@ -22,4 +22,6 @@ mod server;
 {%- if example %}
 mod tasks;
 {%- endif %}
+{%- if auth == "issuer" %}
 mod tokens;
+{%- endif %}

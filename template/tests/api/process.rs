@@ -1,15 +1,22 @@
 //! The compiled binary: configuration errors, the `migrate` subcommands, JSON logs with request
-//! ids, and a clean exit on SIGTERM.
+//! ids, and a clean exit on SIGTERM{%- if auth == "issuer" %}; `create-admin`, and no secret in the logs{%- endif %}.
+{%- if auth == "issuer" %}
 
 use std::io::{BufRead, BufReader, Write};
+{%- else %}
+
+use std::io::{BufRead, BufReader};
+{%- endif %}
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::auth::PASSWORD;
-use crate::database::TestDatabase;
+{% if auth == "issuer" %}use crate::auth::PASSWORD;
+{% endif %}use crate::database::TestDatabase;
+{%- if auth == "issuer" %}
 use crate::tokens::OTHER_PRIVATE_KEY;
+{%- endif %}
 
 const BINARY: &str = env!(concat!("CARGO_BIN_EXE_", env!("CARGO_PKG_NAME")));
 
@@ -66,6 +73,7 @@ fn a_bad_port_names_the_setting() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("SERVER.PORT") && stderr.contains("APP_"), "{stderr}");
 }
+{%- if auth == "issuer" %}
 
 #[test]
 fn production_refuses_the_development_key_before_listening() {
@@ -91,6 +99,7 @@ fn production_refuses_the_development_key_before_listening() {
         "{stderr}"
     );
 }
+{%- endif %}
 
 #[test]
 fn a_bad_flag_is_refused_with_usage() {
@@ -235,7 +244,9 @@ async fn an_unreachable_database_is_logged_without_its_password_and_readiness_re
     let child = binary(&["serve"])
         .env("DATABASE_URL", &url)
         .env("APP_ENVIRONMENT", "production")
+{%- if auth == "issuer" %}
         .env("APP_AUTH__SIGNING_KEY", OTHER_PRIVATE_KEY)
+{%- endif %}
         .env("APP_SERVER__HOST", "127.0.0.1")
         .env("APP_SERVER__PORT", port.to_string())
         .stdout(Stdio::piped())
@@ -258,8 +269,10 @@ async fn an_unreachable_database_is_logged_without_its_password_and_readiness_re
     assert!(text.contains("database unreachable at start"), "{text}");
     assert!(text.contains("readiness: postgres is down"), "{text}");
     assert!(!text.contains("hunter2-secret"), "the password reached the log: {text}");
+{%- if auth == "issuer" %}
     let key_material = OTHER_PRIVATE_KEY.lines().nth(1).expect("key body");
     assert!(!text.contains(key_material), "the signing key reached the log: {text}");
+{%- endif %}
 }
 
 #[tokio::test]
@@ -307,6 +320,7 @@ async fn healthcheck_succeeds_only_while_the_service_is_live() {
     let (code, _) = terminate(child).await;
     assert_eq!(code, Some(0));
 }
+{%- if auth == "issuer" %}
 
 /// Runs `create-admin` with `password` on standard input.
 fn create_admin(database_url: &str, email: &str, password: &str) -> Output {
@@ -421,3 +435,4 @@ async fn no_password_token_or_key_reaches_the_logs() {
         "the access token's signature reached the log"
     );
 }
+{%- endif %}

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use xshell::{Shell, cmd};
+{% if auth == "issuer" %}use anyhow::Context;
+{% endif %}use xshell::{Shell, cmd};
 
 use crate::engine;
 use crate::flags::{Docker, Engine};
@@ -31,9 +31,10 @@ pub fn run(command: Docker) -> anyhow::Result<()> {
             println!("the stack is up; `cargo xtask docker down` stops it");
             Ok(())
         }
-        Docker::Down { engine } => {
+        Docker::Down { engine, volumes } => {
             let engine = engine::choose(&sh, engine.engine)?;
-            engine::compose(&sh, engine)?.args(["down"]).run()?;
+            let volumes = volumes.then_some("--volumes");
+            engine::compose(&sh, engine)?.args(["down"]).args(volumes).run()?;
             Ok(())
         }
     }
@@ -43,6 +44,7 @@ pub fn run(command: Docker) -> anyhow::Result<()> {
 /// is kept here rather than by compose's health conditions and `--wait`, which podman-compose
 /// ignores on podman releases before 4.6.
 fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
+{%- if auth == "issuer" %}
     // The image runs in production mode, which refuses the development key: without a key of
     // yours in the environment, this stack signs with a fresh one.
     let signing_key = match std::env::var("APP_AUTH__SIGNING_KEY") {
@@ -58,6 +60,10 @@ fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
             .env("IMAGE", tag)
             .env("APP_AUTH__SIGNING_KEY", &signing_key))
     };
+{%- else %}
+    let compose =
+        |args: &[&str]| -> anyhow::Result<_> { Ok(engine::compose(sh, engine)?.args(args).env("IMAGE", tag)) };
+{%- endif %}
     compose(&["up", "--detach", "postgres"])?.run()?;
     // `migrate run` fails fast while PostgreSQL still starts, so it doubles as the wait.
     retry("the migrations", || {

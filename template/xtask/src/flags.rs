@@ -96,10 +96,13 @@ pub enum Docker {
         #[command(flatten)]
         engine: EngineChoice,
     },
-    /// Stop and remove the compose stack (volumes stay).
+    /// Stop and remove the compose stack; the database's volume stays unless asked.
     Down {
         #[command(flatten)]
         engine: EngineChoice,
+        /// Also delete the volumes, and with them the database's data.
+        #[arg(long)]
+        volumes: bool,
     },
 }
 
