@@ -49,6 +49,7 @@ pub struct TestApp {
 
 /// An account of the test's own making.
 pub struct TestUser {
+    #[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
     pub id: Uuid,
     pub token: String,
 }
