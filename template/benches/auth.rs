@@ -24,9 +24,9 @@ fn tokens(c: &mut Criterion) {
     let tokens = Tokens::new(&development_auth(), Environment::Development).expect("the development key");
     let user = uuid::Uuid::new_v4();
     c.bench_function("issue an access token", |b| {
-        b.iter(|| tokens.issue_access(black_box(user)));
+        b.iter(|| tokens.issue_access(black_box(user), &[]));
     });
-    let token = tokens.issue_access(user).expect("issue");
+    let token = tokens.issue_access(user, &[]).expect("issue");
     c.bench_function("verify an access token", |b| {
         b.iter(|| tokens.verify_access(black_box(&token)));
     });

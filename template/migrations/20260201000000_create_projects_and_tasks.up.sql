@@ -1,5 +1,5 @@
 -- Projects and their tasks: the example resource. Every project belongs to the account that
--- created it; tasks belong to whoever owns their project.
+-- created it{% if auth == "verifier" %} (an account at the token issuer, so no foreign key){% endif %}; tasks belong to whoever owns their project.
 
 CREATE TYPE task_status AS ENUM ('todo', 'in_progress', 'done');
 
@@ -10,13 +10,17 @@ CREATE TABLE projects (
     description text        CHECK (char_length(description) <= 2000),
     version     integer     NOT NULL DEFAULT 1 CHECK (version > 0),
     created_at  timestamptz NOT NULL DEFAULT now(),
+{%- if auth == "issuer" %}
     updated_at  timestamptz NOT NULL DEFAULT now(),
     -- Erasing an account erases what it owns.
     CONSTRAINT projects_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE CASCADE
+{%- else %}
+    updated_at  timestamptz NOT NULL DEFAULT now()
+{%- endif %}
 );
 
--- Each owner's names are unique whatever their letter case; leading with owner_id, the index
--- also serves the foreign key.
+-- Each owner's names are unique whatever their letter case{% if auth == "issuer" %}; leading with owner_id, the index
+-- also serves the foreign key{% endif %}.
 CREATE UNIQUE INDEX projects_owner_id_name_key ON projects (owner_id, lower(name));
 -- Keyset pages of one owner's projects, and of everyone's for administrators, walk
 -- (sort column, id) in both directions.

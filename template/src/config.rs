@@ -25,7 +25,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub log: LogConfig,
-{%- if auth == "issuer" %}
+{%- if auth != "none" %}
     #[serde(default)]
     pub auth: AuthConfig,
 {%- endif %}
@@ -223,6 +223,52 @@ impl AuthConfig {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
     }
 }
+{%- elsif auth == "verifier" %}
+
+/// Access tokens issued by another service: whose, for which API, and where its keys are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The `iss` the issuer puts in its tokens.
+    pub issuer: String,
+    /// The `aud`: the API the tokens are for.
+    pub audience: String,
+    /// Where the issuer publishes its public keys (JWKS), e.g.
+    /// `https://accounts.example.com/.well-known/jwks.json`.
+    pub jwks_url: String,
+    /// Keys older than this are fetched again on the next token.
+    pub jwks_max_age_secs: u64,
+    /// Fetches happen at most this often, whatever tokens arrive.
+    pub jwks_min_refetch_secs: u64,
+    pub jwks_timeout_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: env!("CARGO_PKG_NAME").to_owned(),
+            jwks_url: String::new(),
+            jwks_max_age_secs: 300,
+            jwks_min_refetch_secs: 30,
+            jwks_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn jwks_max_age(&self) -> Duration {
+        Duration::from_secs(self.jwks_max_age_secs)
+    }
+
+    pub fn jwks_min_refetch(&self) -> Duration {
+        Duration::from_secs(self.jwks_min_refetch_secs)
+    }
+
+    pub fn jwks_timeout(&self) -> Duration {
+        Duration::from_millis(self.jwks_timeout_ms)
+    }
+}
 {%- endif %}
 
 /// Request rate limits (per minute, with a minute's quota allowed as a burst) and the proxies
@@ -372,6 +418,9 @@ impl Config {
                 "APP_AUTH__PASSWORD_HASHING_CONCURRENCY",
                 self.auth.password_hashing_concurrency() as u64,
             ),
+{%- elsif auth == "verifier" %}
+            ("APP_AUTH__JWKS_MAX_AGE_SECS", self.auth.jwks_max_age_secs),
+            ("APP_AUTH__JWKS_TIMEOUT_MS", self.auth.jwks_timeout_ms),
 {%- endif %}
             (
                 "APP_RATE_LIMIT__PER_IP_PER_MINUTE",

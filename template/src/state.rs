@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ipnet::IpNet;
 
 {% if auth == "issuer" %}use crate::auth::{Passwords, Tokens};
+{% elsif auth == "verifier" %}use crate::auth::Tokens;
 {% endif %}use crate::config::Config;
 use crate::db::Database;
 use crate::metrics::Metrics;
@@ -17,8 +18,10 @@ pub struct AppState {
     pub db: Database,
     pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<Lifecycle>,
-{%- if auth == "issuer" %}
+{%- if auth != "none" %}
     pub tokens: Arc<Tokens>,
+{%- endif %}
+{%- if auth == "issuer" %}
     pub passwords: Arc<Passwords>,
 {%- endif %}
     pub rate_limits: Arc<RateLimits>,
@@ -27,12 +30,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Fails when {% if auth == "issuer" %}the signing keys, the password hashing or {% endif %}the proxy settings are unusable.
+    /// Fails when {% if auth == "issuer" %}the signing keys, the password hashing or {% elsif auth == "verifier" %}the token settings or {% endif %}the proxy settings are unusable.
     pub fn new(config: Config, db: Database) -> anyhow::Result<Self> {
         Ok(Self {
 {%- if auth == "issuer" %}
             tokens: Arc::new(Tokens::new(&config.auth, config.environment)?),
             passwords: Arc::new(Passwords::new(&config.auth)?),
+{%- elsif auth == "verifier" %}
+            tokens: Arc::new(Tokens::new(&config.auth)?),
 {%- endif %}
             rate_limits: Arc::new(RateLimits::new(&config.rate_limit)),
             trusted_proxies: config.rate_limit.trusted_proxies()?.into(),

@@ -80,7 +80,7 @@ pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Rep
 
 /// `cargo xtask docker up` and `down` as a developer runs them: PostgreSQL, the migrations
 /// and the service under compose, answering on the published port, then nothing left.
-pub fn check_compose_stack(sh: &Shell, name: &str, example: bool) -> anyhow::Result<Duration> {
+pub fn check_compose_stack(sh: &Shell, name: &str, accounts: bool) -> anyhow::Result<Duration> {
     let app_port = probe::free_port()?;
     let _app_port = sh.push_env("APP_PORT", app_port.to_string());
     let _postgres_port = sh.push_env("POSTGRES_PORT", probe::free_port()?.to_string());
@@ -92,11 +92,18 @@ pub fn check_compose_stack(sh: &Shell, name: &str, example: bool) -> anyhow::Res
         .map_err(anyhow::Error::from)
         .and_then(|()| {
             probe::wait_until_ready(app_port, Duration::from_secs(30), || Ok(()))?;
-            // Only the migrations create the table this reads.
-            ensure!(
-                !example || probe::status(app_port, "/api/v1/projects") == Some(200),
-                "the stack's service cannot read its tables"
-            );
+            // Only the migrations create the table this writes.
+            let registered = accounts.then(|| {
+                let credentials = r#"{"email":"stack@example.com","password":"correct horse battery staple"}"#;
+                probe::request(app_port, "POST", "/api/v1/auth/register", Some(credentials), None)
+            });
+            if let Some(answer) = registered {
+                let (status, body) = answer?;
+                ensure!(
+                    status == 202,
+                    "the stack's service cannot use its tables: {status} {body}"
+                );
+            }
             Ok(started.elapsed())
         });
     let down = cmd!(sh, "cargo xtask docker down --engine podman --volumes").run();

@@ -6,6 +6,7 @@ mod demo;
 mod flags;
 mod generate;
 mod images;
+mod issuer_check;
 mod new;
 mod probe;
 mod snapshots;

@@ -14,13 +14,39 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// The status code of `GET path` on `127.0.0.1:port`, or `None` when nothing answers.
 pub fn status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut status_line = [0_u8; 12];
-    stream.read_exact(&mut status_line).ok()?;
-    std::str::from_utf8(&status_line[9..12]).ok()?.parse().ok()
+    request(port, "GET", path, None, None).ok().map(|(status, _)| status)
+}
+
+/// The status and body of a request to `127.0.0.1:port`, with an optional JSON body and
+/// bearer token, over HTTP/1.1 without compression.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let authorization = token
+        .map(|token| format!("authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let body = json.unwrap_or_default();
+    let content = json
+        .map(|body| format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len()))
+        .unwrap_or_default();
+    let head = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n{authorization}{content}");
+    stream.write_all(format!("{head}\r\n{body}").as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let Some(status) = response.get(9..12).and_then(|code| code.parse().ok()) else {
+        bail!("not an HTTP response from port {port}: {response:?}");
+    };
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// Waits until `GET /health/ready` answers 200, giving up after `limit` or when `keep_going`

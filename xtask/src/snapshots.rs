@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::{Map, Value};
@@ -15,12 +15,19 @@ use xshell::{Shell, cmd};
 use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
 
 /// One name per option set, because the services share a target directory and cargo keeps one
-/// binary per name: without the example, with it, and without accounts.
-const NAMES: [&str; 3] = ["snapshot-blank", "snapshot-full", "snapshot-none"];
+/// binary per name.
+const NAMES: [&str; 5] = [
+    "snapshot-blank",
+    "snapshot-full",
+    "snapshot-none",
+    "snapshot-verifier-blank",
+    "snapshot-verifier",
+];
 const DESCRIPTION: &str = "Snapshot service";
-/// The condition that tells the services without accounts from the others.
-const NO_AUTH: &str = "auth == \"none\"";
-const WITH_AUTH: &str = "auth != \"none\"";
+/// A port no other setting uses, so that any place the manifests name it is found.
+const PORT: &str = "8137";
+/// The values of `auth`, in the order [`by_auth`] takes one text for each.
+const AUTH: [&str; 3] = ["none", "verifier", "issuer"];
 
 pub fn run() -> anyhow::Result<()> {
     let sh = Shell::new()?;
@@ -31,58 +38,96 @@ pub fn run() -> anyhow::Result<()> {
     let generate = |name: &str, values: &[(&str, &str)]| {
         let defines: Vec<(String, String)> = values
             .iter()
-            .chain(&[("description", DESCRIPTION)])
+            .chain(&[("description", DESCRIPTION), ("http_port", PORT)])
             .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
             .collect();
         generate::generate_ok(&sh, name, &defines, &dest)
     };
-    let blank = generate(NAMES[0], &[("example", "false")])?;
-    let full = generate(NAMES[1], &[("example", "true")])?;
+    let issuer = [
+        generate(NAMES[0], &[("example", "false")])?,
+        generate(NAMES[1], &[("example", "true")])?,
+    ];
     let none = generate(NAMES[2], &[("auth", "none")])?;
+    let verifier = [
+        generate(NAMES[3], &[("auth", "verifier"), ("example", "false")])?,
+        generate(NAMES[4], &[("auth", "verifier"), ("example", "true")])?,
+    ];
+    // Each full service, with the name of its package, in the order of AUTH.
+    let full = [(&none, NAMES[2]), (&verifier[1], NAMES[4]), (&issuer[1], NAMES[1])];
     let template = repo_root().join("template");
 
-    let lock = merge_locks(&lock_file(&sh, &none, NAMES[2])?, &lock_file(&sh, &full, NAMES[1])?)?;
+    let locks = full
+        .iter()
+        .map(|(project, name)| lock_file(&sh, project, name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let lock = merge_locks([&locks[0], &locks[1], &locks[2]])?;
     std::fs::write(template.join("Cargo.lock"), lock)?;
     println!("wrote template/Cargo.lock");
 
-    let with_accounts = liquid_openapi(&openapi(&sh, &blank)?, &openapi(&sh, &full)?)?;
-    let without = placeholders(&openapi(&sh, &none)?)?;
-    let document = either(&(serde_json::to_string_pretty(&without)? + "\n"), &with_accounts);
+    let merged = |[blank, full]: &[PathBuf; 2]| liquid_openapi(&openapi(&sh, blank)?, &openapi(&sh, full)?);
+    let without = serde_json::to_string_pretty(&placeholders(&openapi(&sh, &none)?)?)? + "\n";
+    let document = by_auth([&without, &merged(&verifier)?, &merged(&issuer)?]);
     std::fs::write(template.join("openapi.json"), document)?;
     println!("wrote template/openapi.json");
 
-    let (none, full) = (manifests(&sh, &none, NAMES[2])?, manifests(&sh, &full, NAMES[1])?);
-    for (file, with_accounts) in full {
-        let without = none.get(&file).with_context(|| format!("no {file} without accounts"))?;
-        std::fs::write(
-            template.join("k8s").join("rendered").join(&file),
-            either_manifest(without, &with_accounts),
-        )?;
+    let manifests = full
+        .iter()
+        .map(|(project, name)| manifests(&sh, project, name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for file in manifests[2].keys() {
+        let text = |index: usize| {
+            manifests[index]
+                .get(file)
+                .with_context(|| format!("no {file} with auth = {}", AUTH[index]))
+        };
+        let merged = by_auth_documents([text(0)?, text(1)?, text(2)?]);
+        std::fs::write(template.join("k8s").join("rendered").join(file), merged)?;
         println!("wrote template/k8s/rendered/{file}");
     }
     Ok(())
 }
 
-/// `without` for services without accounts, `with` for the others; one of them when both agree.
-fn either(without: &str, with: &str) -> String {
-    match (without, with) {
-        _ if without == with => with.to_owned(),
-        ("", _) => format!("{{% if {WITH_AUTH} %}}{with}{{% endif %}}"),
-        (_, "") => format!("{{% if {NO_AUTH} %}}{without}{{% endif %}}"),
-        _ => format!("{{% if {NO_AUTH} %}}{without}{{% else %}}{with}{{% endif %}}"),
+/// One text per value of `auth` (in the order of [`AUTH`]) as one template: the text once
+/// when all agree, else each behind its condition.
+fn by_auth(texts: [&str; 3]) -> String {
+    let [none, verifier, issuer] = texts;
+    let condition = |value: &str, equal: bool| format!("auth {} \"{value}\"", if equal { "==" } else { "!=" });
+    // The value whose text differs from the two that agree, if two agree.
+    let odd_one = if none == verifier {
+        Some((2, issuer, none))
+    } else if verifier == issuer {
+        Some((0, none, issuer))
+    } else if none == issuer {
+        Some((1, verifier, none))
+    } else {
+        None
+    };
+    match odd_one {
+        _ if none == verifier && verifier == issuer => issuer.to_owned(),
+        Some((index, odd, rest)) => match (odd, rest) {
+            ("", _) => format!("{{% if {} %}}{rest}{{% endif %}}", condition(AUTH[index], false)),
+            (_, "") => format!("{{% if {} %}}{odd}{{% endif %}}", condition(AUTH[index], true)),
+            _ => format!(
+                "{{% if {} %}}{odd}{{% else %}}{rest}{{% endif %}}",
+                condition(AUTH[index], true)
+            ),
+        },
+        None => format!(
+            "{{% if {} %}}{none}{{% elsif {} %}}{verifier}{{% else %}}{issuer}{{% endif %}}",
+            condition(AUTH[0], true),
+            condition(AUTH[1], true)
+        ),
     }
 }
 
-/// [`either`] document by document, when both files have the same documents in turn.
-fn either_manifest(without: &str, with: &str) -> String {
-    let (without_documents, with_documents) = (documents(without), documents(with));
-    if without_documents.len() != with_documents.len() {
-        return either(without, with);
+/// [`by_auth`] document by document, when the files have the same documents in turn.
+fn by_auth_documents(texts: [&str; 3]) -> String {
+    let documents = texts.map(documents);
+    if documents.iter().any(|list| list.len() != documents[0].len()) {
+        return by_auth(texts);
     }
-    without_documents
-        .iter()
-        .zip(&with_documents)
-        .map(|(without, with)| either(without, with))
+    (0..documents[0].len())
+        .map(|index| by_auth([documents[0][index], documents[1][index], documents[2][index]]))
         .collect()
 }
 
@@ -107,9 +152,9 @@ fn manifests(sh: &Shell, project: &Path, name: &str) -> anyhow::Result<BTreeMap<
         let path = entry?.path();
         let text = std::fs::read_to_string(&path)?
             .replace(name, "{{project-name}}")
-            .replace("containerPort: 8080", "containerPort: {{http_port}}");
+            .replace(&format!("containerPort: {PORT}"), "containerPort: {{http_port}}");
         ensure!(
-            !text.contains("snapshot-") && !text.contains("8080"),
+            !text.contains("snapshot-") && !text.contains(PORT),
             "{} names the snapshot service",
             path.display()
         );
@@ -129,28 +174,32 @@ fn lock_file(sh: &Shell, project: &Path, name: &str) -> anyhow::Result<String> {
     Ok(lock.replace(&own, "name = \"{{project-name}}\""))
 }
 
-/// One lock file for services with and without accounts: a package that only one of them
-/// has, or has with other dependencies, sits in a condition on `auth`.
-fn merge_locks(without: &str, with: &str) -> anyhow::Result<String> {
-    let (head, without) = packages(without);
-    let (with_head, with) = packages(with);
-    ensure!(head == with_head, "the lock files differ in their headers");
-    // Cargo orders packages by id; ids that only the other file has are placed after the
-    // package they follow there, which keeps the order of both.
-    let mut order: Vec<&str> = with.iter().map(|(id, _)| *id).collect();
-    let mut previous: Option<&str> = None;
-    for (id, _) in &without {
-        if !order.contains(id) {
-            let at = previous
-                .and_then(|previous| order.iter().position(|known| *known == previous))
-                .map_or(0, |index| index + 1);
-            order.insert(at, id);
+/// One lock file for every value of `auth`: a package that not every option set has, or has
+/// with other dependencies, sits in a condition.
+fn merge_locks(locks: [&str; 3]) -> anyhow::Result<String> {
+    let parsed = locks.map(packages);
+    ensure!(
+        parsed.iter().all(|(head, _)| *head == parsed[0].0),
+        "the lock files differ in their headers"
+    );
+    // Cargo orders packages by id; an id missing so far is placed after the package it
+    // follows in its own file, which keeps every file's order.
+    let mut order: Vec<&str> = Vec::new();
+    for (_, packages) in &parsed {
+        let mut previous: Option<&str> = None;
+        for (id, _) in packages {
+            if !order.contains(id) {
+                let at = previous
+                    .and_then(|previous| order.iter().position(|known| *known == previous))
+                    .map_or(0, |index| index + 1);
+                order.insert(at, id);
+            }
+            previous = Some(id);
         }
-        previous = Some(id);
     }
-    let mut out = head.to_owned();
+    let mut out = parsed[0].0.to_owned();
     for id in order {
-        out.push_str(&either(block(&without, id), block(&with, id)));
+        out.push_str(&by_auth([0, 1, 2].map(|index| block(&parsed[index].1, id))));
     }
     Ok(out)
 }
@@ -318,8 +367,15 @@ mod tests {
         assert!(liquid_openapi(&blank, &full).is_err());
     }
 
-    /// Renders the `auth` conditions `either` writes.
-    fn render_auth(template: &str, none: bool) -> String {
+    /// Renders the `auth` conditions [`by_auth`] writes, for `auth = value`.
+    fn render_auth(template: &str, value: &str) -> String {
+        let holds = |condition: &str| {
+            let (operator, operand) = condition
+                .strip_prefix("auth ")
+                .and_then(|rest| rest.split_once(' '))
+                .expect("a condition on auth");
+            (operand.trim_matches('"') == value) == (operator == "==")
+        };
         let mut out = String::new();
         let mut rest = template;
         while let Some(start) = rest.find("{% if ") {
@@ -327,8 +383,15 @@ mod tests {
             let (condition, after) = rest[start + 6..].split_once(" %}").expect("tag end");
             let (body, after) = after.split_once("{% endif %}").expect("endif");
             let (then, otherwise) = body.split_once("{% else %}").unwrap_or((body, ""));
-            let holds = if condition == NO_AUTH { none } else { !none };
-            out.push_str(if holds { then } else { otherwise });
+            let (then, elsif) = match then.split_once("{% elsif ") {
+                Some((then, elsif)) => (then, Some(elsif.split_once(" %}").expect("tag end"))),
+                None => (then, None),
+            };
+            out.push_str(match elsif {
+                _ if holds(condition) => then,
+                Some((condition, text)) if holds(condition) => text,
+                _ => otherwise,
+            });
             rest = after;
         }
         out.push_str(rest);
@@ -336,15 +399,33 @@ mod tests {
     }
 
     #[test]
+    fn one_text_per_auth_renders_back_to_each() {
+        for texts in [
+            ["a", "a", "a"],
+            ["a", "b", "b"],
+            ["", "b", "b"],
+            ["a", "", "a"],
+            ["a", "a", ""],
+            ["a", "b", "c"],
+            ["", "b", "c"],
+        ] {
+            let merged = by_auth(texts);
+            for (value, text) in AUTH.iter().zip(texts) {
+                assert_eq!(render_auth(&merged, value), text, "{texts:?} as {value}: {merged}");
+            }
+        }
+    }
+
+    #[test]
     fn manifests_differ_only_in_the_documents_that_differ() {
         let without = "---\nkind: A\n---\nkind: B\n";
         let with = "---\nkind: A\n---\nkind: B\nenv: [KEY]\n";
 
-        let merged = either_manifest(without, with);
+        let merged = by_auth_documents([without, with, with]);
 
         assert_eq!(merged.matches("kind: A").count(), 1);
-        assert_eq!(render_auth(&merged, true), without);
-        assert_eq!(render_auth(&merged, false), with);
+        assert_eq!(render_auth(&merged, "none"), without);
+        assert_eq!(render_auth(&merged, "issuer"), with);
     }
 
     #[test]
@@ -352,29 +433,46 @@ mod tests {
         let package =
             |name: &str, extra: &str| format!("[[package]]\nname = \"{name}\"\nversion = \"1.0.0\"\n{extra}\n");
         let head = "# generated\nversion = 4\n\n";
-        let without = [
+        let none = [
             head.to_owned(),
             package("anyhow", "checksum = \"a\"\n"),
-            package("only-without", "checksum = \"b\"\n"),
+            package("only-none", "checksum = \"b\"\n"),
             package("svc", "dependencies = [\n \"anyhow\",\n]\n"),
         ]
         .concat();
-        let with = [
+        let verifier = [
             head.to_owned(),
             package("anyhow", "checksum = \"a\"\n"),
             package("jsonwebtoken", "checksum = \"c\"\n"),
-            package("svc", "dependencies = [\n \"anyhow\",\n \"jsonwebtoken\",\n]\n"),
+            package("reqwest", "checksum = \"d\"\n"),
+            package(
+                "svc",
+                "dependencies = [\n \"anyhow\",\n \"jsonwebtoken\",\n \"reqwest\",\n]\n",
+            ),
+        ]
+        .concat();
+        let issuer = [
+            head.to_owned(),
+            package("anyhow", "checksum = \"a\"\n"),
+            package("argon2", "checksum = \"e\"\n"),
+            package("jsonwebtoken", "checksum = \"c\"\n"),
+            package(
+                "svc",
+                "dependencies = [\n \"anyhow\",\n \"argon2\",\n \"jsonwebtoken\",\n]\n",
+            ),
         ]
         .concat();
 
-        let merged = merge_locks(&without, &with).expect("mergeable");
+        let merged = merge_locks([&none, &verifier, &issuer]).expect("mergeable");
 
-        assert_eq!(render_auth(&merged, true), without);
-        assert_eq!(render_auth(&merged, false), with);
+        assert_eq!(render_auth(&merged, "none"), none);
+        assert_eq!(render_auth(&merged, "verifier"), verifier);
+        assert_eq!(render_auth(&merged, "issuer"), issuer);
         assert_eq!(
             merged.matches("anyhow\"\nversion").count(),
             1,
             "shared packages appear once"
         );
+        assert_eq!(merged.matches("jsonwebtoken\"\nversion").count(), 1);
     }
 }

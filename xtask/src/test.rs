@@ -12,7 +12,7 @@ use xshell::{Cmd, Shell, cmd};
 
 use crate::flags::Test;
 use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
-use crate::{containers, probe};
+use crate::{containers, issuer_check, probe};
 
 /// One option set: the service name to generate and the template values to pass.
 #[derive(Debug, Deserialize)]
@@ -177,6 +177,10 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
     // Creates the database the tests connect to, then applies the migrations.
     xtask(sh).args(["db", "migrate"]).run()?;
     xtask(sh).args(["ci"]).run()?;
+    if case.auth() == "verifier" {
+        section("tokens of an issuer generated from this template");
+        issuer_check::check(sh, &project, &case.name, &database.port)?;
+    }
     if case.bench {
         section("benchmarks (quick)");
         check_bench(sh, &project, case)?;
@@ -204,7 +208,7 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
             report.ready_after.as_millis()
         );
         section("compose stack");
-        let up_after = containers::check_compose_stack(sh, &case.name, case.example())?;
+        let up_after = containers::check_compose_stack(sh, &case.name, case.auth() == "issuer")?;
         println!(
             "cargo xtask docker up: ready {} s after the command started; down left nothing",
             up_after.as_secs()

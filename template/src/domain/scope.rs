@@ -4,12 +4,15 @@
 
 use uuid::Uuid;
 
+/// The permission to read and change records whoever owns them.
+pub const RESOURCES_ANY: &str = "resources:any";
+
 /// The records a query may touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Only those this account owns.
     OwnedBy(Uuid),
-    /// Everyone's: administrators, through the `resources:any` permission.
+    /// Everyone's: administrators, through [`RESOURCES_ANY`].
     Any,
 }
 

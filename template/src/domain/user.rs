@@ -39,8 +39,6 @@ pub struct Credentials {
 pub mod permission {
     pub const USERS_READ: &str = "users:read";
     pub const USERS_WRITE: &str = "users:write";
-    /// Read and change resources whoever owns them.
-    pub const RESOURCES_ANY: &str = "resources:any";
 }
 
 /// The role every new account gets.

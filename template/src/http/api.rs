@@ -13,6 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use super::error::{FieldError, Problem};
 {%- if auth == "issuer" %}
 use super::{auth, health, jwks, metrics, users};
+{%- elsif auth == "verifier" %}
+use super::{health, me, metrics};
 {%- else %}
 use super::{health, metrics};
 {%- endif %}
@@ -32,7 +34,11 @@ struct ApiDoc;
 {%- if auth != "none" %}
 
 /// The `bearer` security scheme that protected routes name: an access token from
+{%- if auth == "issuer" %}
 /// `/api/v1/auth/login`, which Swagger UI's Authorize button takes.
+{%- else %}
+/// the issuer, which Swagger UI's Authorize button takes.
+{%- endif %}
 struct BearerToken;
 
 impl Modify for BearerToken {
@@ -78,6 +84,8 @@ pub fn operations() -> OpenApiRouter<AppState> {
 pub fn v1() -> OpenApiRouter<AppState> {
 {%- if auth == "issuer" %}
     let v1 = OpenApiRouter::default().merge(auth::router()).merge(users::router());
+{%- elsif auth == "verifier" %}
+    let v1 = OpenApiRouter::default().merge(me::router());
 {%- else %}
     let v1 = OpenApiRouter::default();
 {%- endif %}

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -275,12 +276,19 @@ async fn login(
     .await?;
     state.metrics.security_event("login_succeeded");
     tracing::info!(target: "security", event = "login_succeeded", user_id = %account.id, "signed in");
-    Ok(Json(token_pair(&state, account.id, refresh_token)?))
+    Ok(Json(token_pair(&state, &mut conn, account.id, refresh_token).await?))
 }
 
-fn token_pair(state: &AppState, user: Uuid, refresh_token: String) -> Result<TokenPair, ApiError> {
+async fn token_pair(
+    state: &AppState,
+    conn: &mut PgConnection,
+    user: Uuid,
+    refresh_token: String,
+) -> Result<TokenPair, ApiError> {
+    // The permissions travel in the token for services that check it without this database.
+    let permissions = db::users::active_permissions(conn, user).await?.unwrap_or_default();
     Ok(TokenPair {
-        access_token: state.tokens.issue_access(user)?,
+        access_token: state.tokens.issue_access(user, &permissions)?,
         token_type: "Bearer".to_owned(),
         expires_in: state.tokens.access_ttl().as_secs(),
         refresh_token,
@@ -306,7 +314,7 @@ async fn refresh_session(
     let mut conn = state.db.acquire().await?;
     let idle = state.config.auth.refresh_lifetimes().idle;
     match db::refresh_tokens::rotate(&mut conn, &refresh::hash(&body.refresh_token), &new_hash, idle).await? {
-        Rotation::Rotated { user_id, .. } => Ok(Json(token_pair(&state, user_id, refresh_token)?)),
+        Rotation::Rotated { user_id, .. } => Ok(Json(token_pair(&state, &mut conn, user_id, refresh_token).await?)),
         Rotation::Reused { user_id, family_id } => {
             state.metrics.security_event("refresh_token_reused");
             tracing::warn!(

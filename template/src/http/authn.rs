@@ -1,8 +1,14 @@
+{%- if auth == "issuer" -%}
 //! Who is calling, and whether they may: `CurrentUser` reads a bearer access token and loads
 //! the account's permissions, so that a disabled account or a revoked role stops working at
 //! once rather than when the token expires; `Authorized<P>` also requires permission `P`.
 
 use std::marker::PhantomData;
+{%- else -%}
+//! Who is calling, and whether they may: `CurrentUser` reads a bearer access token, checked
+//! against the issuer's keys, and takes the account's permissions from its `scope`; they are
+//! as current as the token, which lives minutes.
+{%- endif %}
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -12,9 +18,13 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::rate_limit::{VerifiedAccess, bearer};
 use crate::AppState;
+{%- if auth == "issuer" %}
 use crate::db;
-use crate::domain::scope::Scope;
+{%- endif %}
+use crate::domain::scope::{RESOURCES_ANY, Scope};
+{%- if auth == "issuer" %}
 use crate::domain::user::permission;
+{%- endif %}
 use crate::metrics::Metrics;
 
 /// An authenticated, active account.
@@ -31,7 +41,7 @@ impl CurrentUser {
 
     /// The records this account may reach: its own, or everyone's with `resources:any`.
     pub fn scope(&self) -> Scope {
-        if self.can(permission::RESOURCES_ANY) {
+        if self.can(RESOURCES_ANY) {
             Scope::Any
         } else {
             Scope::OwnedBy(self.id)
@@ -75,12 +85,13 @@ impl FromRequestParts<AppState> for CurrentUser {
                 return Err(MISSING);
             }
             let token = bearer(&parts.headers).ok_or(INVALID)?;
-            state.tokens.verify_access(token).map_err(|reason| {
+            state.tokens.verify_access(token){% if auth == "verifier" %}.await{% endif %}.map_err(|reason| {
                 state.metrics.security_event("token_refused");
                 tracing::info!(target: "security", event = "token_refused", reason = %reason, "access token refused");
                 INVALID
             })?
         };
+{%- if auth == "issuer" %}
         let mut conn = state.db.acquire().await?;
         let permissions = db::users::active_permissions(&mut conn, claims.sub)
             .await?
@@ -89,8 +100,15 @@ impl FromRequestParts<AppState> for CurrentUser {
             id: claims.sub,
             permissions,
         })
+{%- else %}
+        Ok(Self {
+            id: claims.sub,
+            permissions: claims.permissions(),
+        })
+{%- endif %}
     }
 }
+{%- if auth == "issuer" %}
 
 /// A permission, as a type, for [`Authorized`].
 pub trait Permission {
@@ -122,3 +140,4 @@ impl<P: Permission + Send> FromRequestParts<AppState> for Authorized<P> {
         Ok(Self(user, PhantomData))
     }
 }
+{%- endif %}

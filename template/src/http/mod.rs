@@ -15,6 +15,9 @@ mod health;
 {%- if auth == "issuer" %}
 mod jwks;
 {%- endif %}
+{%- if auth == "verifier" %}
+mod me;
+{%- endif %}
 mod metrics;
 pub mod middleware;
 pub mod pagination;

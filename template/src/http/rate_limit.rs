@@ -97,7 +97,14 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
         .extensions()
         .get::<ClientIp>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |client| client.0);
+{%- if auth == "verifier" %}
+    let claims = match bearer(request.headers()) {
+        Some(token) => state.tokens.verify_access(token).await.ok(),
+        None => None,
+    };
+{%- else %}
     let claims = bearer(request.headers()).and_then(|token| state.tokens.verify_access(token).ok());
+{%- endif %}
     let verdict = match &claims {
         Some(claims) => state.rate_limits.user(claims.sub),
         None => state.rate_limits.anonymous(ip),

@@ -534,3 +534,21 @@ async fn security_events_are_counted_in_the_metrics() {
         assert!(text.contains(&series), "no {series}: {text}");
     }
 }
+
+#[tokio::test]
+async fn access_tokens_carry_the_permissions_for_services_without_the_database() {
+    let app = TestApp::spawn().await;
+    let plain = signed_in(&app, "plain@example.com").await;
+    signed_in(&app, "root@example.com").await;
+    make_admin(&app, "root@example.com").await;
+    let root = json(login(&app, "root@example.com", PASSWORD).await).await;
+
+    let claims = |session: &Value| {
+        let token = session["access_token"].as_str().expect("a token");
+        app.state.tokens.verify_access(token).expect("valid")
+    };
+    assert!(claims(&plain).permissions().is_empty());
+    let mut permissions = claims(&root).permissions();
+    permissions.sort();
+    assert_eq!(permissions, ["resources:any", "users:read", "users:write"]);
+}

@@ -13,13 +13,20 @@ use figment::providers::{Format, Toml};
 {%- endif %}
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
-{%- if auth == "issuer" %}
+{%- if auth != "none" %}
 use service::config::{AuthConfig, Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
+{%- endif %}
+{%- if auth == "issuer" %}
 use service::db::{self, Database};
 use service::domain::user::DEFAULT_ROLE;
+{%- elsif auth == "verifier" %}
+use service::db::Database;
 {%- else %}
 use service::config::{Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
 use service::db::Database;
+{%- endif %}
+{%- if auth == "verifier" %}
+use service::domain::scope::RESOURCES_ANY;
 {%- endif %}
 use service::http::server;
 use service::{AppState, http};
@@ -27,25 +34,32 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
-{%- if auth == "issuer" %}
+{%- if auth != "none" %}
 use uuid::Uuid;
 {%- endif %}
 
 use crate::database::TestDatabase;
+{%- if auth == "verifier" %}
+use crate::issuer::TestIssuer;
+{%- endif %}
 
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
     pub database: TestDatabase,
-{%- if auth == "issuer" %}
+{%- if auth == "verifier" %}
+    /// Signs the tokens and serves the keys this service trusts.
+    pub issuer: TestIssuer,
+{%- endif %}
+{%- if auth != "none" %}
     /// Sent as `Authorization: Bearer` on every request once set, by [`TestApp::act_as`].
     bearer: Option<String>,
 {%- endif %}
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
-{%- if auth == "issuer" %}
+{%- if auth != "none" %}
 
 /// An account of the test's own making.
 pub struct TestUser {
@@ -70,6 +84,9 @@ pub fn test_config(database_url: &str) -> Config {
         log: LogConfig::default(),
 {%- if auth == "issuer" %}
         auth: development_auth(),
+{%- elsif auth == "verifier" %}
+        // Pointed at the test's own issuer by `TestApp::spawn_with`.
+        auth: AuthConfig::default(),
 {%- endif %}
         // Off, so that tests may send many requests; `rate_limits.rs` turns them on.
         rate_limit: RateLimitConfig {
@@ -98,7 +115,13 @@ impl TestApp {
     /// same limits and middleware as the real ones (for probing timeouts, panics and limits).
     pub async fn spawn_with(configure: impl FnOnce(&mut Config), extra_routes: Router<AppState>) -> Self {
         let database = TestDatabase::migrated().await;
+{%- if auth == "verifier" %}
+        let issuer = TestIssuer::start().await;
+{%- endif %}
         let mut config = test_config(&database.url);
+{%- if auth == "verifier" %}
+        config.auth = issuer.config();
+{%- endif %}
         configure(&mut config);
         let db = Database::connect(&config.database).expect("valid database settings");
         let state = AppState::new(config, db).expect("valid auth settings");
@@ -126,24 +149,32 @@ impl TestApp {
             client,
             state,
             database,
-{%- if auth == "issuer" %}
+{%- if auth == "verifier" %}
+            issuer,
+{%- endif %}
+{%- if auth != "none" %}
             bearer: None,
 {%- endif %}
             shutdown: Some(shutdown),
             server: Some(server),
         }
     }
-{%- if auth == "issuer" %}
+{%- if auth != "none" %}
 
     /// A service with an account of role `user` signed in: every request carries its token.
     #[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
     pub async fn signed_in() -> (Self, TestUser) {
         let mut app = Self::spawn().await;
+{%- if auth == "issuer" %}
         let user = app.user("owner@example.com", DEFAULT_ROLE).await;
+{%- else %}
+        let user = app.user("owner@example.com", "user").await;
+{%- endif %}
         app.act_as(&user);
         (app, user)
     }
 
+{%- if auth == "issuer" %}
     /// A new account with `role`, put straight into the database, and an access token for it:
     /// the tests of signing in cover that path, the others need not pay for password hashing.
     pub async fn user(&self, email: &str, role: &str) -> TestUser {
@@ -152,9 +183,25 @@ impl TestApp {
             .await
             .expect("insert user")
             .expect("a new address");
-        let token = self.state.tokens.issue_access(id).expect("access token");
+        let permissions = db::users::active_permissions(&mut conn, id)
+            .await
+            .expect("permissions")
+            .expect("an active account");
+        let token = self.state.tokens.issue_access(id, &permissions).expect("access token");
         TestUser { id, token }
     }
+{%- else %}
+    /// A new account at the issuer and a token for it; `admin` holds `resources:any`.
+    #[allow(clippy::unused_async, reason = "tests await every setup step alike")]
+    pub async fn user(&self, _email: &str, role: &str) -> TestUser {
+        let id = Uuid::now_v7();
+        let scope = if role == "admin" { RESOURCES_ANY } else { "" };
+        TestUser {
+            id,
+            token: self.issuer.token(id, scope),
+        }
+    }
+{%- endif %}
 
     /// Sends every later request with `user`'s access token.
     pub fn act_as(&mut self, user: &TestUser) {
@@ -167,7 +214,7 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-{%- if auth == "issuer" %}
+{%- if auth != "none" %}
         let request = self.client.request(method, self.url(path));
         match &self.bearer {
             Some(token) => request.bearer_auth(token),

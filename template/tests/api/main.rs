@@ -8,6 +8,9 @@ mod docs;
 mod health;
 mod helpers;
 mod http_stack;
+{%- if auth == "verifier" %}
+mod issuer;
+{%- endif %}
 mod metrics;
 mod migrations;
 {%- if example %}
@@ -24,4 +27,7 @@ mod tasks;
 {%- endif %}
 {%- if auth == "issuer" %}
 mod tokens;
+{%- endif %}
+{%- if auth == "verifier" %}
+mod verifier;
 {%- endif %}

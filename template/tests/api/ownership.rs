@@ -6,7 +6,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use service::db;
 use service::domain::scope::Scope;
-use service::domain::user::ADMIN_ROLE;
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, TestUser, json, problem};
@@ -160,7 +159,7 @@ async fn the_queries_filter_by_owner_without_the_handlers() {
 async fn administrators_reach_every_account_s_records() {
     let (mut app, alice, project, task) = alice_and_bob().await;
     create(&app, "/api/v1/projects", &json!({ "name": "Bob's" })).await;
-    let admin = app.user("admin@example.com", ADMIN_ROLE).await;
+    let admin = app.user("admin@example.com", "admin").await;
     app.act_as(&admin);
 
     let listed = json(app.get("/api/v1/projects?sort=name").await).await;

@@ -246,6 +246,9 @@ async fn an_unreachable_database_is_logged_without_its_password_and_readiness_re
         .env("APP_ENVIRONMENT", "production")
 {%- if auth == "issuer" %}
         .env("APP_AUTH__SIGNING_KEY", OTHER_PRIVATE_KEY)
+{%- elsif auth == "verifier" %}
+        .env("APP_AUTH__ISSUER", "https://accounts.example.com")
+        .env("APP_AUTH__JWKS_URL", "https://accounts.example.com/jwks.json")
 {%- endif %}
         .env("APP_SERVER__HOST", "127.0.0.1")
         .env("APP_SERVER__PORT", port.to_string())

@@ -5,7 +5,7 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use service::auth::keys::DEVELOPMENT_KEY_ID;
-use service::auth::tokens::ACCESS_TOKEN_TYPE;
+use service::auth::claims::ACCESS_TOKEN_TYPE;
 use service::auth::{InvalidToken, Tokens};
 use service::config::{AuthConfig, Environment};
 use time::OffsetDateTime;
@@ -72,7 +72,7 @@ fn an_issued_token_verifies_with_its_claims_and_lifetime() {
     let tokens = tokens(|_| {});
     let user = Uuid::new_v4();
 
-    let token = tokens.issue_access(user).expect("issue");
+    let token = tokens.issue_access(user, &[]).expect("issue");
     let claims = tokens.verify_access(&token).expect("valid");
 
     assert_eq!(claims.sub, user);
@@ -188,14 +188,14 @@ fn tokens_of_another_type_issuer_audience_or_time_are_refused() {
 #[test]
 fn after_a_rotation_tokens_of_the_previous_key_still_verify() {
     let before = tokens(|_| {});
-    let old_token = before.issue_access(Uuid::new_v4()).expect("issue");
+    let old_token = before.issue_access(Uuid::new_v4(), &[]).expect("issue");
     let after = tokens(|config| {
         config.signing_key = Some(OTHER_PRIVATE_KEY.into());
         config.verification_keys = DEVELOPMENT_PUBLIC_KEY.to_owned();
     });
 
     assert!(after.verify_access(&old_token).is_ok());
-    let new_token = after.issue_access(Uuid::new_v4()).expect("issue");
+    let new_token = after.issue_access(Uuid::new_v4(), &[]).expect("issue");
     assert!(after.verify_access(&new_token).is_ok());
     // The service that never knew the new key refuses what it signs.
     assert_eq!(before.verify_access(&new_token), Err(InvalidToken::UnknownKey));
@@ -255,7 +255,7 @@ async fn the_key_set_publishes_every_verification_key_and_may_be_cached() {
     }
     // The published key verifies tokens the service issues.
     let decoding = jsonwebtoken::DecodingKey::from_ed_components(keys[0]["x"].as_str().expect("x")).expect("key");
-    let token = app.state.tokens.issue_access(Uuid::new_v4()).expect("issue");
+    let token = app.state.tokens.issue_access(Uuid::new_v4(), &[]).expect("issue");
     let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
     validation.set_audience(&[&app.state.config.auth.audience]);
     assert!(jsonwebtoken::decode::<Value>(&token, &decoding, &validation).is_ok());
