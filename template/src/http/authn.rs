@@ -27,7 +27,7 @@ use crate::domain::user::permission;
 {%- endif %}
 use crate::metrics::Metrics;
 
-/// An authenticated, active account.
+/// An authenticated account and what it may do.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub id: Uuid,

@@ -4,8 +4,8 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use service::auth::keys::DEVELOPMENT_KEY_ID;
 use service::auth::claims::ACCESS_TOKEN_TYPE;
+use service::auth::keys::DEVELOPMENT_KEY_ID;
 use service::auth::{InvalidToken, Tokens};
 use service::config::{AuthConfig, Environment};
 use time::OffsetDateTime;
