@@ -111,13 +111,15 @@ fn print_guide(base: &str) {
   Metrics    {base}/metrics
   Health     {base}/health/live  {base}/health/ready
 
-Try it:
+Try it: an account, a token, then the example resource as that account.
 
-  curl -si {base}/api/v1/projects -H 'content-type: application/json' -d '{{"name":"Website relaunch"}}'
-  curl -s '{base}/api/v1/projects?sort=name&limit=10'
-  curl -si -X PATCH {base}/api/v1/projects/<id> -H 'if-match: "1"' -H 'content-type: application/json' -d '{{"description":"Q3"}}'
-  curl -si {base}/api/v1/tasks -H 'content-type: application/json' -d '{{"project_id":"<id>","title":"Draft the landing page"}}'
-  curl -s '{base}/api/v1/tasks?project_id=<id>&status=todo'
+  curl -si {base}/api/v1/auth/register -H 'content-type: application/json' -d '{{"email":"ada@example.com","password":"correct horse battery staple"}}'
+  TOKEN=$(curl -s {base}/api/v1/auth/login -H 'content-type: application/json' -d '{{"email":"ada@example.com","password":"correct horse battery staple"}}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  curl -si {base}/api/v1/projects -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{{"name":"Website relaunch"}}'
+  curl -s '{base}/api/v1/projects?sort=name&limit=10' -H "authorization: Bearer $TOKEN"
+  curl -si -X PATCH {base}/api/v1/projects/<id> -H "authorization: Bearer $TOKEN" -H 'if-match: "1"' -H 'content-type: application/json' -d '{{"description":"Q3"}}'
+  curl -si {base}/api/v1/tasks -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{{"project_id":"<id>","title":"Draft the landing page"}}'
+  curl -s '{base}/api/v1/tasks?project_id=<id>&status=todo' -H "authorization: Bearer $TOKEN"
 
 Press Ctrl-C to stop the service and its database."#
     );
