@@ -37,7 +37,7 @@ pub fn run(demo: &Demo) -> anyhow::Result<()> {
         // A previous demo that was killed may have left its database running.
         {
             let _dir = sh.push_dir(&project);
-            if let Err(err) = xtask(&sh).args(["db", "down"]).run() {
+            if let Err(err) = xtask(&sh).args(["db", "down", "--delete-data"]).run() {
                 eprintln!("warning: could not stop the previous demo's database ({err}); starting over anyway");
             }
         }
@@ -52,7 +52,7 @@ pub fn run(demo: &Demo) -> anyhow::Result<()> {
     let db_port = probe::free_port()?.to_string();
     xtask(&sh).args(["db", "up", "--port", db_port.as_str()]).run()?;
     let served = serve(&sh, demo.port, &interrupted);
-    let stopped = xtask(&sh).args(["db", "down"]).run();
+    let stopped = xtask(&sh).args(["db", "down", "--delete-data"]).run();
     served?;
     stopped?;
     Ok(())

@@ -186,7 +186,7 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
         check_bench(sh, &project, case)?;
     }
     check_database_workflow(sh, &project, &database.port)?;
-    database.down()?;
+    database.down(&project)?;
     check_manifests(sh, &project)?;
     section("dependency policy");
     cmd!(sh, "cargo deny --log-level error check licenses bans sources")
@@ -306,9 +306,12 @@ impl<'a> DevDatabase<'a> {
         })
     }
 
-    fn down(mut self) -> anyhow::Result<()> {
+    /// Stops the server and deletes its data, which must leave no data directory behind.
+    fn down(mut self, project: &Path) -> anyhow::Result<()> {
         self.stopped = true;
-        xtask(self.sh).args(["db", "down"]).run()?;
+        xtask(self.sh).args(["db", "down", "--delete-data"]).run()?;
+        let data = project.join("target").join("postgres").join("data");
+        ensure!(!data.exists(), "db down --delete-data left {}", data.display());
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ pub fn run(command: Db) -> anyhow::Result<()> {
             println!("DATABASE_URL={url} (in .env; `cargo xtask db migrate` creates the database and its schema)");
             Ok(())
         }
-        Db::Down => down(&sh),
+        Db::Down { delete_data } => down(&sh, delete_data),
         Db::Migrate => migrate(&sh, &["run"]),
         Db::Revert { steps, all } => {
             let steps = steps.to_string();
@@ -71,12 +71,19 @@ pub fn is_development_url(url: &str) -> bool {
     url.contains("@127.0.0.1:") && url.ends_with(&format!("/{database}"))
 }
 
-fn down(sh: &Shell) -> anyhow::Result<()> {
+fn down(sh: &Shell, delete_data: bool) -> anyhow::Result<()> {
     let backend = std::fs::read_to_string(state_file()).unwrap_or_default();
+    let compose_down: &[&str] = if delete_data { &["down", "--volumes"] } else { &["down"] };
     let stopped = match backend.trim() {
-        "docker" => compose(sh, Backend::Docker, &["down"]),
-        "podman" => compose(sh, Backend::Podman, &["down"]),
-        "local" => local_down(sh),
+        "docker" => compose(sh, Backend::Docker, compose_down),
+        "podman" => compose(sh, Backend::Podman, compose_down),
+        "local" => local_down(sh).and_then(|()| {
+            if delete_data {
+                std::fs::remove_dir_all(local_dir().join("data")).context("cannot delete the local data directory")?;
+                println!("deleted the local data directory");
+            }
+            Ok(())
+        }),
         _ => {
             println!("no development database was started by `cargo xtask db up`");
             Ok(())

@@ -38,7 +38,11 @@ pub enum Db {
     /// local PostgreSQL binaries) and write DATABASE_URL to .env.
     Up(DbUp),
     /// Stop the development PostgreSQL.
-    Down,
+    Down {
+        /// Also delete its data: the compose volume, or the local data directory.
+        #[arg(long)]
+        delete_data: bool,
+    },
     /// Apply pending migrations (creates the database when missing).
     Migrate,
     /// Revert the latest migrations.
