@@ -241,6 +241,9 @@ pub struct AuthConfig {
     /// Fetches happen at most this often, whatever tokens arrive.
     pub jwks_min_refetch_secs: u64,
     pub jwks_timeout_ms: u64,
+    /// Production refuses an `http://` key set unless this is set, for an issuer reached only
+    /// inside a trusted network.
+    pub jwks_allow_http: bool,
 }
 
 impl Default for AuthConfig {
@@ -252,6 +255,7 @@ impl Default for AuthConfig {
             jwks_max_age_secs: 300,
             jwks_min_refetch_secs: 30,
             jwks_timeout_ms: 2_000,
+            jwks_allow_http: false,
         }
     }
 }
@@ -420,6 +424,7 @@ impl Config {
             ),
 {%- elsif auth == "verifier" %}
             ("APP_AUTH__JWKS_MAX_AGE_SECS", self.auth.jwks_max_age_secs),
+            ("APP_AUTH__JWKS_MIN_REFETCH_SECS", self.auth.jwks_min_refetch_secs),
             ("APP_AUTH__JWKS_TIMEOUT_MS", self.auth.jwks_timeout_ms),
 {%- endif %}
             (

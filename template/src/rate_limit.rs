@@ -2,6 +2,9 @@
 //! Request rate limits, in memory per instance: per client IP on requests without a valid
 //! access token, per account on requests with one, and, on sign-in and registration, per IP
 //! and per email address.
+{%- elsif auth == "verifier" -%}
+//! Request rate limits, in memory per instance: per client IP on requests without a valid
+//! access token, per account on requests with one.
 {%- else -%}
 //! Request rate limits, in memory per instance, per client IP.
 {%- endif %}

@@ -37,7 +37,7 @@ impl AppState {
             tokens: Arc::new(Tokens::new(&config.auth, config.environment)?),
             passwords: Arc::new(Passwords::new(&config.auth)?),
 {%- elsif auth == "verifier" %}
-            tokens: Arc::new(Tokens::new(&config.auth)?),
+            tokens: Arc::new(Tokens::new(&config.auth, config.environment)?),
 {%- endif %}
             rate_limits: Arc::new(RateLimits::new(&config.rate_limit)),
             trusted_proxies: config.rate_limit.trusted_proxies()?.into(),

@@ -57,6 +57,7 @@ pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str) -> an
         .env("APP_AUTH__ISSUER", &issuer_url)
         .env("APP_AUTH__AUDIENCE", AUDIENCE)
         .env("APP_AUTH__JWKS_URL", format!("{issuer_url}/.well-known/jwks.json"))
+        .env("APP_AUTH__JWKS_MAX_AGE_SECS", "1")
         .env("APP_AUTH__JWKS_MIN_REFETCH_SECS", "1");
     let _verifier = Server::start(command, verifier_port, &dest.join("verifier.log"))?;
 
@@ -65,8 +66,9 @@ pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str) -> an
     let token = sign_in(issuer_port)?;
     let caller = call(verifier_port, "GET", "/api/v1/me", None, Some(&token), 200)?;
     let account = call(issuer_port, "GET", "/api/v1/auth/me", None, Some(&token), 200)?;
+    let id = account["id"].as_str().context("the issuer's account has no id")?;
     ensure!(
-        caller["id"] == account["id"],
+        caller["id"].as_str() == Some(id),
         "the verifier sees {caller} for the issuer's {account}"
     );
     let project = call(
@@ -78,13 +80,16 @@ pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str) -> an
         201,
     )?;
     ensure!(
-        project["owner_id"] == account["id"],
+        project["owner_id"].as_str() == Some(id),
         "the project is not the caller's: {project}"
     );
     call(verifier_port, "GET", "/api/v1/me", None, Some("not-a-token"), 401)?;
     println!("a token of the issuer works at the verifier, as the same account");
 
     running_issuer.stop();
+    // Past the keys' maximum age and the refetch interval: the verifier tries the issuer,
+    // fails, and keeps the keys it has.
+    std::thread::sleep(Duration::from_millis(1_100));
     call(verifier_port, "GET", "/api/v1/me", None, Some(&token), 200)?;
     println!("with the issuer down, the verifier still accepts its tokens");
 
@@ -120,7 +125,7 @@ fn call(
         status == expected,
         "{method} {path} on port {port} answered {status}, not {expected}: {body}"
     );
-    Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+    serde_json::from_str(&body).with_context(|| format!("{method} {path} answered no JSON: {body:?}"))
 }
 
 fn binary(package: &str) -> PathBuf {

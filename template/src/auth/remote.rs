@@ -14,7 +14,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use tokio::sync::{Mutex, RwLock};
 
 use super::claims::{self, AccessClaims, InvalidToken};
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, Environment};
 
 /// Largest key set accepted; a real one is a few hundred bytes.
 const MAX_KEY_SET_BYTES: usize = 64 * 1024;
@@ -36,7 +36,7 @@ impl std::fmt::Debug for Tokens {
 impl Tokens {
     /// Fetches nothing yet: the first token fetches the keys, so this service starts, and
     /// answers its probes, whether or not the issuer is up.
-    pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
+    pub fn new(config: &AuthConfig, environment: Environment) -> anyhow::Result<Self> {
         if config.issuer.trim().is_empty() {
             bail!("APP_AUTH__ISSUER is not set: the `iss` of the access tokens to accept");
         }
@@ -47,8 +47,16 @@ impl Tokens {
         // reqwest leaves the choice of TLS implementation to the application; ignore the
         // error of a second call, which finds the same provider installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        if environment == Environment::Production && url.starts_with("http://") && !config.jwks_allow_http {
+            bail!(
+                "APP_AUTH__JWKS_URL is plain HTTP, where anyone on the path could swap the keys; use https, \
+                 or set APP_AUTH__JWKS_ALLOW_HTTP=true for traffic that stays inside a trusted network"
+            );
+        }
         let client = reqwest::Client::builder()
             .timeout(config.jwks_timeout())
+            // The key set comes from the configured URL only.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot set up the HTTP client for the issuer's keys")?;
         Ok(Self {
@@ -147,10 +155,12 @@ impl RemoteKeys {
 
     async fn refresh(&self) {
         let attempted = Instant::now();
+        // Recorded before the request, so that a caller that gives up mid-fetch (a client that
+        // disconnects) still counts against the refetch interval.
+        self.cache.write().await.attempted_at = Some(attempted);
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let fetched = self.fetch().await;
         let mut cache = self.cache.write().await;
-        cache.attempted_at = Some(attempted);
         match fetched {
             Ok(keys) => {
                 cache.keys = keys;

@@ -276,17 +276,21 @@ async fn login(
     .await?;
     state.metrics.security_event("login_succeeded");
     tracing::info!(target: "security", event = "login_succeeded", user_id = %account.id, "signed in");
-    Ok(Json(token_pair(&state, &mut conn, account.id, refresh_token).await?))
+    Ok(Json(
+        token_pair(&state, &mut conn, account.id, refresh_token, BAD_CREDENTIALS).await?,
+    ))
 }
 
+/// A new pair for `user`, or `refused` when the account was disabled meanwhile.
 async fn token_pair(
     state: &AppState,
     conn: &mut PgConnection,
     user: Uuid,
     refresh_token: String,
+    refused: ApiError,
 ) -> Result<TokenPair, ApiError> {
     // The permissions travel in the token for services that check it without this database.
-    let permissions = db::users::active_permissions(conn, user).await?.unwrap_or_default();
+    let permissions = db::users::active_permissions(conn, user).await?.ok_or(refused)?;
     Ok(TokenPair {
         access_token: state.tokens.issue_access(user, &permissions)?,
         token_type: "Bearer".to_owned(),
@@ -314,7 +318,9 @@ async fn refresh_session(
     let mut conn = state.db.acquire().await?;
     let idle = state.config.auth.refresh_lifetimes().idle;
     match db::refresh_tokens::rotate(&mut conn, &refresh::hash(&body.refresh_token), &new_hash, idle).await? {
-        Rotation::Rotated { user_id, .. } => Ok(Json(token_pair(&state, &mut conn, user_id, refresh_token).await?)),
+        Rotation::Rotated { user_id, .. } => Ok(Json(
+            token_pair(&state, &mut conn, user_id, refresh_token, BAD_REFRESH).await?,
+        )),
         Rotation::Reused { user_id, family_id } => {
             state.metrics.security_event("refresh_token_reused");
             tracing::warn!(

@@ -173,8 +173,8 @@ impl TestApp {
         app.act_as(&user);
         (app, user)
     }
-
 {%- if auth == "issuer" %}
+
     /// A new account with `role`, put straight into the database, and an access token for it:
     /// the tests of signing in cover that path, the others need not pay for password hashing.
     pub async fn user(&self, email: &str, role: &str) -> TestUser {
@@ -191,6 +191,7 @@ impl TestApp {
         TestUser { id, token }
     }
 {%- else %}
+
     /// A new account at the issuer and a token for it; `admin` holds `resources:any`.
     #[allow(clippy::unused_async, reason = "tests await every setup step alike")]
     pub async fn user(&self, _email: &str, role: &str) -> TestUser {

@@ -5,7 +5,8 @@
 use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::Response;
 use serde_json::{Value, json};
-use service::config::Config;
+use service::auth::Tokens;
+use service::config::{Config, Environment};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -198,4 +199,16 @@ async fn requests_with_a_token_are_limited_per_account() {
     assert!(limited.headers().contains_key("retry-after"));
     problem(limited, 429).await;
     assert_eq!(me(&app, &grace).await.status(), 200);
+}
+
+#[tokio::test]
+async fn production_fetches_keys_over_plain_http_only_when_told_to() {
+    let app = TestApp::spawn().await;
+    let mut config = app.issuer.config();
+
+    let refused = Tokens::new(&config, Environment::Production).expect_err("plain HTTP refused");
+    assert!(refused.to_string().contains("APP_AUTH__JWKS_ALLOW_HTTP"), "{refused}");
+    assert!(Tokens::new(&config, Environment::Development).is_ok());
+    config.jwks_allow_http = true;
+    assert!(Tokens::new(&config, Environment::Production).is_ok());
 }
