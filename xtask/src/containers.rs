@@ -93,12 +93,10 @@ pub fn check_compose_stack(sh: &Shell, name: &str, accounts: bool) -> anyhow::Re
         .and_then(|()| {
             probe::wait_until_ready(app_port, Duration::from_secs(30), || Ok(()))?;
             // Only the migrations create the table this writes.
-            let registered = accounts.then(|| {
+            if accounts {
                 let credentials = r#"{"email":"stack@example.com","password":"correct horse battery staple"}"#;
-                probe::request(app_port, "POST", "/api/v1/auth/register", Some(credentials), None)
-            });
-            if let Some(answer) = registered {
-                let (status, body) = answer?;
+                let (status, body) =
+                    probe::request(app_port, "POST", "/api/v1/auth/register", Some(credentials), None)?;
                 ensure!(
                     status == 202,
                     "the stack's service cannot use its tables: {status} {body}"

@@ -91,6 +91,9 @@ pub fn run() -> anyhow::Result<()> {
 /// when all agree, else each behind its condition.
 fn by_auth(texts: [&str; 3]) -> String {
     let [none, verifier, issuer] = texts;
+    if none == verifier && verifier == issuer {
+        return issuer.to_owned();
+    }
     let condition = |value: &str, equal: bool| format!("auth {} \"{value}\"", if equal { "==" } else { "!=" });
     // The value whose text differs from the two that agree, if two agree.
     let odd_one = if none == verifier {
@@ -103,7 +106,6 @@ fn by_auth(texts: [&str; 3]) -> String {
         None
     };
     match odd_one {
-        _ if none == verifier && verifier == issuer => issuer.to_owned(),
         Some((index, odd, rest)) => match (odd, rest) {
             ("", _) => format!("{{% if {} %}}{rest}{{% endif %}}", condition(AUTH[index], false)),
             (_, "") => format!("{{% if {} %}}{odd}{{% endif %}}", condition(AUTH[index], true)),
