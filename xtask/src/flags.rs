@@ -49,6 +49,9 @@ pub struct Test {
     /// Run only this case (a file name in xtask/cases without `.toml`); repeatable.
     #[arg(long = "case", value_name = "NAME")]
     pub cases: Vec<String>,
+    /// Only check that every tool the selected cases need is installed, then stop.
+    #[arg(long)]
+    pub preflight: bool,
 }
 
 fn parse_define(raw: &str) -> Result<(String, String), String> {

@@ -8,6 +8,7 @@ mod generate;
 mod images;
 mod issuer_check;
 mod new;
+mod preflight;
 mod probe;
 mod snapshots;
 mod test;

@@ -12,7 +12,7 @@ use xshell::{Cmd, Shell, cmd};
 
 use crate::flags::Test;
 use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
-use crate::{containers, issuer_check, probe};
+use crate::{containers, issuer_check, preflight, probe};
 
 /// One option set: the service name to generate and the template values to pass.
 #[derive(Debug, Deserialize)]
@@ -74,6 +74,16 @@ pub fn run(flags: &Test) -> anyhow::Result<()> {
     let external = std::env::var("TEMPLATE_TEST_DATABASE_URL").ok();
     let started = Instant::now();
 
+    section("preflight");
+    preflight::check(&preflight::Plan {
+        cases: cases.values().collect(),
+        containers: preflight::Containers::from_env(),
+        local_database: external.is_none(),
+    })?;
+    if flags.preflight {
+        return Ok(());
+    }
+
     section("template tooling");
     check_tooling(&sh)?;
     generate::ensure_cargo_generate(&sh)?;
@@ -109,6 +119,27 @@ fn check_tooling(sh: &Shell) -> anyhow::Result<()> {
     )
     .run()?;
     cmd!(sh, "cargo test --workspace --locked --quiet").run()?;
+    check_workflows(sh, &repo_root())
+}
+
+/// GitHub Actions workflows, which nothing here can run: checked against the workflow schema
+/// and audited by zizmor (unpinned actions, credentials, cache poisoning, injection), offline.
+fn check_workflows(sh: &Shell, root: &Path) -> anyhow::Result<()> {
+    let dir = root.join(".github").join("workflows");
+    let workflows = files(&dir)?;
+    let count = workflows.len();
+    ensure!(count > 0, "no workflows in {}", dir.display());
+    cmd!(
+        sh,
+        "check-jsonschema --builtin-schema vendor.github-workflows {workflows...}"
+    )
+    .quiet()
+    .run()?;
+    cmd!(sh, "zizmor --offline --no-progress --quiet {dir}")
+        .quiet()
+        .run()
+        .context("zizmor found problems in the workflows")?;
+    println!("{count} workflows valid, and zizmor finds nothing in them");
     Ok(())
 }
 
@@ -188,6 +219,8 @@ fn run_case(sh: &Shell, id: &str, case: &Case, external_database: Option<&str>) 
     check_database_workflow(sh, &project, &database.port)?;
     database.down(&project)?;
     check_manifests(sh, &project)?;
+    section("workflows");
+    check_workflows(sh, &project)?;
     section("dependency policy");
     cmd!(sh, "cargo deny --log-level error check licenses bans sources")
         .run()
