@@ -1,10 +1,12 @@
 //! The command line: `serve` runs the HTTP service, `migrate` manages the schema with the same
 //! binary (so a Kubernetes Job can run it from the service image), `openapi` prints the spec,
-//! `healthcheck` probes a running instance{%- if auth == "issuer" %}, `create-admin` bootstraps the first
-//! administrator{%- endif %}.
+//! `healthcheck` probes a running instance; with accounts, `create-admin` bootstraps the first
+//! administrator.
 //! Failures print one line on stderr and exit non-zero.
 
-use std::net::SocketAddr;
+{% if auth == "issuer" %}mod create_admin;
+
+{% endif %}use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,9 +19,6 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Environment};
 use crate::db::Database;
 use crate::db::migrate::{self, MIGRATOR};
-{%- if auth == "issuer" %}
-use crate::domain::user::ADMIN_ROLE;
-{%- endif %}
 use crate::http::server;
 use crate::{AppState, telemetry};
 
@@ -46,8 +45,7 @@ enum Command {
     /// that needs no shell or curl in the image.
     Healthcheck,
 {%- if auth == "issuer" %}
-    /// Create an account with the admin role; the password is read from standard input, so it
-    /// never appears in the process list or the shell history.
+    /// Create an account with the admin role; the password is read from standard input.
     CreateAdmin {
         #[arg(long)]
         email: String,
@@ -121,45 +119,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             server::check_live(address, Duration::from_secs(2))
         }
 {%- if auth == "issuer" %}
-        Command::CreateAdmin { email } => runtime.block_on(create_admin(&config, &email)),
+        Command::CreateAdmin { email } => runtime.block_on(create_admin::run(&config, &email)),
 {%- endif %}
         Command::Openapi => unreachable!("handled above"),
     }
 }
-{%- if auth == "issuer" %}
-
-async fn create_admin(config: &Config, email: &str) -> anyhow::Result<()> {
-    let mut password = String::new();
-    std::io::stdin()
-        .read_line(&mut password)
-        .context("cannot read the password from standard input")?;
-    let registration = crate::http::auth::Registration {
-        email: email.trim().to_owned(),
-        password: password.trim_end_matches(['\r', '\n']).into(),
-    };
-    validator::Validate::validate(&registration)
-        .map_err(|errors| anyhow::anyhow!("{}", errors.to_string().replace('\n', "; ")))?;
-    let passwords = crate::auth::Passwords::new(&config.auth)?;
-    let hash = passwords
-        .hash(registration.password.secret())
-        .await
-        .map_err(|err| anyhow::anyhow!(err))??;
-    let db = Database::connect(&config.database)?;
-    let mut conn = db
-        .acquire()
-        .await
-        .context("cannot reach the database; is DATABASE_URL right and PostgreSQL running?")?;
-    let created = crate::db::users::insert(&mut conn, &registration.email, &hash, ADMIN_ROLE)
-        .await
-        .map_err(|err| anyhow::anyhow!(err))
-        .context("cannot create the account (are the migrations applied?)")?;
-    let id = created.with_context(|| format!("an account with the email {} already exists", registration.email))?;
-    println!("created admin {id}");
-    drop(conn);
-    db.close().await;
-    Ok(())
-}
-{%- endif %}
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let db = Database::connect(&config.database)?;

@@ -27,7 +27,7 @@ pub struct Config {
     pub log: LogConfig,
 {%- if auth != "none" %}
     #[serde(default)]
-    pub auth: AuthConfig,
+    pub auth: crate::auth::AuthConfig,
 {%- endif %}
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
@@ -156,146 +156,17 @@ mod defaults {
         5_000
     }
 }
-{%- if auth == "issuer" %}
-
-/// Access tokens: who issues them, for which API, for how long, and the keys.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// The `iss` of the tokens this service issues and accepts, such as its public base URL.
-    pub issuer: String,
-    /// The `aud`: the API the tokens are for.
-    pub audience: String,
-    pub access_token_ttl_secs: u64,
-    /// The Ed25519 private key (PKCS#8 PEM) that signs new tokens. A secret: in production it
-    /// comes from the environment only, and the development key is refused.
-    pub signing_key: Option<SecretString>,
-    /// Public keys (PEM, one after another) still accepted, such as the previous signing key
-    /// while tokens it signed may still be alive.
-    pub verification_keys: String,
-    /// A refresh token unused for this long lapses.
-    pub refresh_token_idle_secs: u64,
-    /// No session outlives this, however often it is refreshed.
-    pub refresh_token_absolute_secs: u64,
-    /// Argon2id memory cost; the default is OWASP's minimum for Argon2id.
-    pub password_memory_kib: u32,
-    pub password_iterations: u32,
-    pub password_parallelism: u32,
-    /// Passwords hashed at once; defaults to the number of CPUs.
-    pub password_hashing_concurrency: Option<usize>,
-    /// How long a login may wait for a hashing slot before it gets 503.
-    pub password_queue_timeout_ms: u64,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            issuer: env!("CARGO_PKG_NAME").to_owned(),
-            audience: env!("CARGO_PKG_NAME").to_owned(),
-            access_token_ttl_secs: 15 * 60,
-            signing_key: None,
-            verification_keys: String::new(),
-            refresh_token_idle_secs: 14 * 24 * 3600,
-            refresh_token_absolute_secs: 30 * 24 * 3600,
-            password_memory_kib: 19_456,
-            password_iterations: 2,
-            password_parallelism: 1,
-            password_hashing_concurrency: None,
-            password_queue_timeout_ms: 1_000,
-        }
-    }
-}
-
-impl AuthConfig {
-    pub fn access_token_ttl(&self) -> Duration {
-        Duration::from_secs(self.access_token_ttl_secs)
-    }
-
-    pub fn refresh_lifetimes(&self) -> crate::db::refresh_tokens::Lifetimes {
-        crate::db::refresh_tokens::Lifetimes {
-            idle: Duration::from_secs(self.refresh_token_idle_secs),
-            absolute: Duration::from_secs(self.refresh_token_absolute_secs),
-        }
-    }
-
-    pub fn password_hashing_concurrency(&self) -> usize {
-        self.password_hashing_concurrency
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-    }
-}
-{%- elsif auth == "verifier" %}
-
-/// Access tokens issued by another service: whose, for which API, and where its keys are.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// The `iss` the issuer puts in its tokens.
-    pub issuer: String,
-    /// The `aud`: the API the tokens are for.
-    pub audience: String,
-    /// Where the issuer publishes its public keys (JWKS), e.g.
-    /// `https://accounts.example.com/.well-known/jwks.json`.
-    pub jwks_url: String,
-    /// Keys older than this are fetched again on the next token.
-    pub jwks_max_age_secs: u64,
-    /// Fetches happen at most this often, whatever tokens arrive.
-    pub jwks_min_refetch_secs: u64,
-    pub jwks_timeout_ms: u64,
-    /// Production refuses an `http://` key set unless this is set, for an issuer reached only
-    /// inside a trusted network.
-    pub jwks_allow_http: bool,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            issuer: String::new(),
-            audience: env!("CARGO_PKG_NAME").to_owned(),
-            jwks_url: String::new(),
-            jwks_max_age_secs: 300,
-            jwks_min_refetch_secs: 30,
-            jwks_timeout_ms: 2_000,
-            jwks_allow_http: false,
-        }
-    }
-}
-
-impl AuthConfig {
-    pub fn jwks_max_age(&self) -> Duration {
-        Duration::from_secs(self.jwks_max_age_secs)
-    }
-
-    pub fn jwks_min_refetch(&self) -> Duration {
-        Duration::from_secs(self.jwks_min_refetch_secs)
-    }
-
-    pub fn jwks_timeout(&self) -> Duration {
-        Duration::from_millis(self.jwks_timeout_ms)
-    }
-}
-{%- endif %}
 
 /// Request rate limits (per minute, with a minute's quota allowed as a burst) and the proxies
-/// whose `X-Forwarded-For` is believed.
+/// whose `X-Forwarded-For` is believed. With authentication, `[auth]` has the limits per
+/// account and per sign-in target; `enabled` switches those too.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub enabled: bool,
-{%- if auth != "none" %}
-    /// Requests without a valid access token, per client address.
+    /// API requests per client address (requests with a valid access token count against
+    /// their account instead).
     pub per_ip_per_minute: u32,
-    /// Requests with a valid access token, per account.
-    pub per_user_per_minute: u32,
-{%- else %}
-    /// Requests per client address.
-    pub per_ip_per_minute: u32,
-{%- endif %}
-{%- if auth == "issuer" %}
-    /// Sign-in and registration attempts per client address.
-    pub sign_in_per_ip_per_minute: u32,
-    /// Sign-in and registration attempts per email address.
-    pub sign_in_per_account_per_minute: u32,
-{%- endif %}
     /// Comma-separated addresses or CIDR ranges of the proxies in front of the service, e.g.
     /// `10.0.0.0/8`. Only a request from one of them may name its client in `X-Forwarded-For`.
     pub trusted_proxies: String,
@@ -306,13 +177,6 @@ impl Default for RateLimitConfig {
         Self {
             enabled: true,
             per_ip_per_minute: 300,
-{%- if auth != "none" %}
-            per_user_per_minute: 600,
-{%- endif %}
-{%- if auth == "issuer" %}
-            sign_in_per_ip_per_minute: 20,
-            sign_in_per_account_per_minute: 10,
-{%- endif %}
             trusted_proxies: String::new(),
         }
     }
@@ -411,42 +275,10 @@ impl Config {
             ),
             ("APP_DATABASE__ACQUIRE_TIMEOUT_MS", self.database.acquire_timeout_ms),
             ("APP_DATABASE__STATEMENT_TIMEOUT_MS", self.database.statement_timeout_ms),
-{%- if auth == "issuer" %}
-            ("APP_AUTH__ACCESS_TOKEN_TTL_SECS", self.auth.access_token_ttl_secs),
-            ("APP_AUTH__REFRESH_TOKEN_IDLE_SECS", self.auth.refresh_token_idle_secs),
-            (
-                "APP_AUTH__REFRESH_TOKEN_ABSOLUTE_SECS",
-                self.auth.refresh_token_absolute_secs,
-            ),
-            (
-                "APP_AUTH__PASSWORD_HASHING_CONCURRENCY",
-                self.auth.password_hashing_concurrency() as u64,
-            ),
-{%- elsif auth == "verifier" %}
-            ("APP_AUTH__JWKS_MAX_AGE_SECS", self.auth.jwks_max_age_secs),
-            ("APP_AUTH__JWKS_MIN_REFETCH_SECS", self.auth.jwks_min_refetch_secs),
-            ("APP_AUTH__JWKS_TIMEOUT_MS", self.auth.jwks_timeout_ms),
-{%- endif %}
             (
                 "APP_RATE_LIMIT__PER_IP_PER_MINUTE",
                 u64::from(self.rate_limit.per_ip_per_minute),
             ),
-{%- if auth != "none" %}
-            (
-                "APP_RATE_LIMIT__PER_USER_PER_MINUTE",
-                u64::from(self.rate_limit.per_user_per_minute),
-            ),
-{%- endif %}
-{%- if auth == "issuer" %}
-            (
-                "APP_RATE_LIMIT__SIGN_IN_PER_IP_PER_MINUTE",
-                u64::from(self.rate_limit.sign_in_per_ip_per_minute),
-            ),
-            (
-                "APP_RATE_LIMIT__SIGN_IN_PER_ACCOUNT_PER_MINUTE",
-                u64::from(self.rate_limit.sign_in_per_account_per_minute),
-            ),
-{%- endif %}
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");
@@ -456,15 +288,8 @@ impl Config {
             check_origin(origin)
                 .with_context(|| format!("APP_SERVER__CORS_ALLOWED_ORIGINS: invalid origin {origin:?}"))?;
         }
-{%- if auth == "issuer" %}
-        // OWASP's minimum for Argon2id; development may go lower for speed, production may not.
-        if self.environment == Environment::Production
-            && (self.auth.password_memory_kib < 19_456 || self.auth.password_iterations < 2)
-        {
-            bail!(
-                "APP_AUTH__PASSWORD_MEMORY_KIB must be at least 19456 and APP_AUTH__PASSWORD_ITERATIONS at least 2 in production"
-            );
-        }
+{%- if auth != "none" %}
+        self.auth.validate(self.environment)?;
 {%- endif %}
         self.rate_limit.trusted_proxies()?;
         if self.database.url.is_none() {
@@ -499,31 +324,6 @@ fn describe(err: &figment::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-{%- if auth == "issuer" %}
-
-    #[test]
-    fn production_refuses_password_hashing_below_the_owasp_minimum() {
-        let config = |environment, memory| Config {
-            environment,
-            server: ServerConfig::default(),
-            database: DatabaseConfig {
-                url: Some("postgres://localhost/app".into()),
-                ..DatabaseConfig::default()
-            },
-            log: LogConfig::default(),
-            auth: AuthConfig {
-                password_memory_kib: memory,
-                ..AuthConfig::default()
-            },
-            rate_limit: RateLimitConfig::default(),
-        };
-
-        let error = config(Environment::Production, 1024).validate().expect_err("refused");
-        assert!(error.to_string().contains("APP_AUTH__PASSWORD_MEMORY_KIB"), "{error}");
-        assert!(config(Environment::Development, 1024).validate().is_ok());
-        assert!(config(Environment::Production, 19_456).validate().is_ok());
-    }
-{%- endif %}
 
     #[test]
     fn an_origin_with_a_path_is_refused() {

@@ -7,8 +7,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod limits;
 pub mod metrics;
-pub mod rate_limit;
 mod state;
 pub mod telemetry;
 

@@ -1,16 +1,15 @@
 //! What every handler can reach: cheap to clone, shared behind `Arc`s.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipnet::IpNet;
 
-{% if auth == "issuer" %}use crate::auth::{Passwords, Tokens};
-{% elsif auth == "verifier" %}use crate::auth::Tokens;
-{% endif %}use crate::config::Config;
+use crate::config::Config;
 use crate::db::Database;
+use crate::limits::Limit;
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimits;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -19,28 +18,29 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<Lifecycle>,
 {%- if auth != "none" %}
-    pub tokens: Arc<Tokens>,
+    pub auth: Arc<crate::auth::Auth>,
 {%- endif %}
-{%- if auth == "issuer" %}
-    pub passwords: Arc<Passwords>,
-{%- endif %}
-    pub rate_limits: Arc<RateLimits>,
+    /// API requests per client address.
+    pub address_limit: Arc<Limit<IpAddr>>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl AppState {
-    /// Fails when {% if auth == "issuer" %}the signing keys, the password hashing or {% elsif auth == "verifier" %}the token settings or {% endif %}the proxy settings are unusable.
+    /// Fails when a setting the configuration could not check on its own is unusable, such as
+    /// a key or a proxy range.
     pub fn new(config: Config, db: Database) -> anyhow::Result<Self> {
+        let limits = &config.rate_limit;
         Ok(Self {
-{%- if auth == "issuer" %}
-            tokens: Arc::new(Tokens::new(&config.auth, config.environment)?),
-            passwords: Arc::new(Passwords::new(&config.auth)?),
-{%- elsif auth == "verifier" %}
-            tokens: Arc::new(Tokens::new(&config.auth, config.environment)?),
+{%- if auth != "none" %}
+            auth: Arc::new(crate::auth::Auth::new(&config.auth, limits, config.environment)?),
 {%- endif %}
-            rate_limits: Arc::new(RateLimits::new(&config.rate_limit)),
-            trusted_proxies: config.rate_limit.trusted_proxies()?.into(),
+            address_limit: Arc::new(Limit::per_minute(
+                "per client address",
+                limits.per_ip_per_minute,
+                limits.enabled,
+            )),
+            trusted_proxies: limits.trusted_proxies()?.into(),
             config: Arc::new(config),
             db,
             metrics: Arc::new(Metrics::default()),

@@ -10,7 +10,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::ExposeSecret;
 
-use crate::config::{AuthConfig, Environment};
+use super::AuthConfig;
+use crate::config::Environment;
 
 /// The `kid` of the development key in `config/development.toml`: everyone has that private
 /// key, so production refuses to sign with it.

@@ -1,23 +1,23 @@
-{%- if auth == "issuer" -%}
-//! Authentication without HTTP: signing keys, access tokens, refresh tokens and password
-//! hashing. The extractors and endpoints that use them live in `http`.
+//! Authentication without HTTP: access tokens and their claims, and what checks them. The
+//! extractors and endpoints that use them live in `http`.
 
 pub mod claims;
+{%- if auth == "issuer" %}
+mod issuer;
 pub mod keys;
 pub mod passwords;
 pub mod refresh;
 pub mod tokens;
 
 pub use claims::{AccessClaims, InvalidToken};
+pub use issuer::{Auth, AuthConfig, SignInLimits};
 pub use passwords::{Passwords, Saturated, Verdict};
 pub use tokens::Tokens;
-{%- else -%}
-//! Authentication without HTTP: access tokens issued elsewhere, checked against the issuer's
-//! published keys. The extractors that use them live in `http`.
-
-pub mod claims;
+{%- else %}
 pub mod remote;
+mod verifier;
 
 pub use claims::{AccessClaims, InvalidToken};
 pub use remote::Tokens;
+pub use verifier::{Auth, AuthConfig};
 {%- endif %}

@@ -12,7 +12,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
-use crate::config::AuthConfig;
+use super::AuthConfig;
 
 /// Hashing is saturated: the caller should answer 503 with `Retry-After`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]

@@ -13,8 +13,9 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{DecodingKey, Validation};
 use tokio::sync::{Mutex, RwLock};
 
+use super::AuthConfig;
 use super::claims::{self, AccessClaims, InvalidToken};
-use crate::config::{AuthConfig, Environment};
+use crate::config::Environment;
 
 /// Largest key set accepted; a real one is a few hundred bytes.
 const MAX_KEY_SET_BYTES: usize = 64 * 1024;

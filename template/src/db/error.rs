@@ -63,8 +63,12 @@ impl DbError {
     }
 }
 
-impl From<sqlx::Error> for DbError {
-    fn from(err: sqlx::Error) -> Self {
+impl DbError {
+    /// Classifies the failure of a statement that writes no constrained column (a read, or a
+    /// write that names no unique or foreign key): only outages and bad values are known.
+    /// There is deliberately no `From<sqlx::Error>`, so that a write cannot skip its
+    /// constraints' messages by accident.
+    pub fn unconstrained(err: sqlx::Error) -> Self {
         Self::classify(err, &[])
     }
 }

@@ -5,19 +5,17 @@ mod error;
 pub mod keyset;
 pub mod migrate;
 mod pool;
-{%- if example %}
-pub mod projects;
-{%- endif %}
+pub mod versioned;
 {%- if auth == "issuer" %}
+
 pub mod refresh_tokens;
-{%- endif %}
-{%- if example %}
-pub mod tasks;
-{%- endif %}
-{%- if auth == "issuer" %}
 pub mod users;
 {%- endif %}
-pub mod versioned;
+{%- if example %}
+
+pub mod projects;
+pub mod tasks;
+{%- endif %}
 
 pub use error::DbError;
 pub use pool::{Database, PoolStats};

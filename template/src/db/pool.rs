@@ -66,7 +66,7 @@ impl Database {
     /// Takes a connection, waiting at most the configured acquire timeout.
     pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, DbError> {
         let _waiting = Waiting::enter(&self.waiting);
-        self.pool.acquire().await.map_err(DbError::from)
+        self.pool.acquire().await.map_err(DbError::unconstrained)
     }
 
     /// Checks that PostgreSQL answers within `timeout`: on an idle pooled connection when

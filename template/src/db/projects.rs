@@ -7,10 +7,11 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::keyset::{push_after, push_order_and_limit};
-use super::versioned::{self, Table, Versioned};
+use super::versioned::{self, Table};
 use crate::domain::page::Page;
 use crate::domain::project::{NewProject, Project, ProjectChanges, ProjectQuery, ProjectSort};
 use crate::domain::scope::Scope;
+use crate::domain::version::Versioned;
 
 const TABLE: Table = Table {
     name: "projects",

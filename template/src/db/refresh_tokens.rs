@@ -7,14 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
-
-/// How long a new token lives: unused for `idle` it lapses, and its family ends after
-/// `absolute` from the login whatever happens.
-#[derive(Debug, Clone, Copy)]
-pub struct Lifetimes {
-    pub idle: Duration,
-    pub absolute: Duration,
-}
+use crate::domain::user::SessionLifetimes;
 
 /// What presenting a refresh token led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +29,7 @@ pub async fn start_family(
     conn: &mut PgConnection,
     user_id: Uuid,
     token_hash: &[u8],
-    lifetimes: Lifetimes,
+    lifetimes: SessionLifetimes,
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at, family_expires_at)
@@ -50,7 +43,8 @@ pub async fn start_family(
     .bind(seconds(lifetimes.idle))
     .bind(seconds(lifetimes.absolute))
     .execute(&mut *conn)
-    .await?;
+    .await
+    .map_err(DbError::unconstrained)?;
     Ok(())
 }
 
@@ -83,7 +77,8 @@ pub async fn rotate(
     .bind(new_hash)
     .bind(seconds(idle))
     .fetch_optional(&mut *conn)
-    .await?;
+    .await
+    .map_err(DbError::unconstrained)?;
     if let Some((user_id, family_id)) = rotated {
         return Ok(Rotation::Rotated { user_id, family_id });
     }
@@ -91,7 +86,8 @@ pub async fn rotate(
         sqlx::query_as("SELECT user_id, family_id FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL")
             .bind(old_hash)
             .fetch_optional(&mut *conn)
-            .await?;
+            .await
+            .map_err(DbError::unconstrained)?;
     match reused {
         Some((user_id, family_id)) => {
             revoke_family(conn, family_id).await?;
@@ -106,7 +102,8 @@ pub async fn revoke_family_of(conn: &mut PgConnection, token_hash: &[u8]) -> Res
     let family: Option<Uuid> = sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
         .bind(token_hash)
         .fetch_optional(&mut *conn)
-        .await?;
+        .await
+        .map_err(DbError::unconstrained)?;
     match family {
         Some(family_id) => revoke_family(conn, family_id).await.map(|()| true),
         None => Ok(false),
@@ -117,7 +114,8 @@ async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<(), D
     sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
         .bind(family_id)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(DbError::unconstrained)?;
     Ok(())
 }
 
@@ -126,6 +124,7 @@ pub async fn revoke_user(conn: &mut PgConnection, user_id: Uuid) -> Result<(), D
     sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
         .bind(user_id)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(DbError::unconstrained)?;
     Ok(())
 }

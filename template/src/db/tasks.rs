@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::keyset::{push_after, push_order_and_limit};
-use super::versioned::{self, Table, Versioned};
+use super::versioned::{self, Table};
 use crate::domain::page::Page;
 use crate::domain::scope::Scope;
 use crate::domain::task::{NewTask, Task, TaskChanges, TaskQuery, TaskSort, TaskStatus};
+use crate::domain::version::Versioned;
 
 /// Holds for a task whose project `$2` owns.
 macro_rules! owned {

@@ -120,10 +120,10 @@ pub async fn set_password_hash(conn: &mut PgConnection, id: Uuid, password_hash:
 
 /// Stores a new password hash and ends every session of the account, together.
 pub async fn replace_password(conn: &mut PgConnection, id: Uuid, password_hash: &str) -> Result<(), DbError> {
-    let mut tx = conn.begin().await?;
+    let mut tx = conn.begin().await.map_err(classify)?;
     set_password_hash(&mut tx, id, password_hash).await?;
     super::refresh_tokens::revoke_user(&mut tx, id).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(classify)?;
     Ok(())
 }
 
@@ -169,7 +169,7 @@ pub async fn list(conn: &mut PgConnection, after: Option<&Position>, size: PageS
 
 /// Replaces the account's roles; `false` when there is no such account.
 pub async fn set_roles(conn: &mut PgConnection, id: Uuid, roles: &[String]) -> Result<bool, DbError> {
-    let mut tx = conn.begin().await?;
+    let mut tx = conn.begin().await.map_err(classify)?;
     let updated = sqlx::query("UPDATE users SET updated_at = now() WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -189,19 +189,19 @@ pub async fn set_roles(conn: &mut PgConnection, id: Uuid, roles: &[String]) -> R
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-    tx.commit().await?;
+    tx.commit().await.map_err(classify)?;
     Ok(true)
 }
 
 /// Disables the account and ends its sessions; `false` when there is no such account.
 pub async fn disable(conn: &mut PgConnection, id: Uuid) -> Result<bool, DbError> {
-    let mut tx = conn.begin().await?;
+    let mut tx = conn.begin().await.map_err(classify)?;
     let result = sqlx::query("UPDATE users SET status = 'disabled', updated_at = now() WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
     super::refresh_tokens::revoke_user(&mut tx, id).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(classify)?;
     Ok(result.rows_affected() == 1)
 }

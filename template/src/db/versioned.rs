@@ -1,28 +1,11 @@
-//! Optimistic concurrency: a write applies only while the row still has a version the client
-//! last read, so two clients editing at once cannot silently overwrite each other. Tables
-//! using it have `id uuid` and `version integer` columns.
+//! Optimistic concurrency in SQL (see `domain::version`): a write applies only while the row
+//! still has a version the client last read, so two clients editing at once cannot silently
+//! overwrite each other. Tables using it have `id uuid` and `version integer` columns.
 
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-/// The outcome of a write guarded by expected versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Versioned<T> {
-    /// The write happened; holds what the row became.
-    Applied(T),
-    /// No row has that id.
-    NotFound,
-    /// The row changed since the client read it; holds its version now.
-    Stale { current: i32 },
-}
-
-impl<T> Versioned<T> {
-    /// The outcome of a guarded write that touched no row, given the row's version now
-    /// (`None` when the row does not exist).
-    pub fn missed(current: Option<i32>) -> Self {
-        current.map_or(Self::NotFound, |current| Self::Stale { current })
-    }
-}
+use crate::domain::version::Versioned;
 
 /// A table whose rows carry `id uuid` and `version integer`, and how they are owned.
 #[derive(Debug, Clone, Copy)]

@@ -3,15 +3,17 @@
 //! appears in this module.
 
 pub mod page;
-{%- if example %}
-pub mod project;
-{%- endif %}
+pub mod version;
 {%- if auth != "none" %}
+
 pub mod scope;
 {%- endif %}
-{%- if example %}
-pub mod task;
-{%- endif %}
 {%- if auth == "issuer" %}
+
 pub mod user;
+{%- endif %}
+{%- if example %}
+
+pub mod project;
+pub mod task;
 {%- endif %}

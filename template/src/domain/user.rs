@@ -1,7 +1,66 @@
-//! Accounts: who may sign in, and with which roles and permissions.
+//! Accounts: who may sign in, with which password, roles and permissions, and how long a
+//! session lasts.
+
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
+use validator::ValidateEmail;
+
+/// Shortest and longest password accepted. The maximum bounds the hashing work a request can
+/// ask for; it is checked before any hashing.
+pub const PASSWORD_MIN_CHARS: usize = 12;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+/// Longest email address (RFC 5321's path limit less the angle brackets).
+pub const EMAIL_MAX_CHARS: usize = 254;
+
+/// Why a password or an address cannot belong to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters")]
+    PasswordLength,
+    #[error("must be at most {PASSWORD_MAX_CHARS} characters")]
+    PasswordTooLong,
+    #[error("must be an email address of at most {EMAIL_MAX_CHARS} characters")]
+    Email,
+}
+
+/// The password policy for a new or changed password.
+pub fn check_new_password(password: &str) -> Result<(), Rejected> {
+    let chars = password.chars().count();
+    if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
+        Ok(())
+    } else {
+        Err(Rejected::PasswordLength)
+    }
+}
+
+/// A password offered to sign in: any length up to the maximum, so that a password set under
+/// an older policy still works, and the hashing work stays bounded.
+pub fn check_offered_password(password: &str) -> Result<(), Rejected> {
+    if password.chars().count() <= PASSWORD_MAX_CHARS {
+        Ok(())
+    } else {
+        Err(Rejected::PasswordTooLong)
+    }
+}
+
+/// An address an account can be registered under.
+pub fn check_email(email: &str) -> Result<(), Rejected> {
+    if email.chars().count() <= EMAIL_MAX_CHARS && email.validate_email() {
+        Ok(())
+    } else {
+        Err(Rejected::Email)
+    }
+}
+
+/// How long a session's refresh token lives: unused for `idle` it lapses, and the session
+/// ends after `absolute` from the sign-in whatever happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetimes {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
 
 /// An account as administrators and its owner see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,3 +104,28 @@ pub mod permission {
 pub const DEFAULT_ROLE: &str = "user";
 /// The role `users create-admin` grants.
 pub const ADMIN_ROLE: &str = "admin";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_policy_bounds_length_in_characters() {
+        assert_eq!(check_new_password("short"), Err(Rejected::PasswordLength));
+        assert_eq!(check_new_password("twelve chars"), Ok(()));
+        assert_eq!(check_new_password(&"é".repeat(128)), Ok(()));
+        assert_eq!(check_new_password(&"é".repeat(129)), Err(Rejected::PasswordLength));
+        assert_eq!(check_offered_password("short"), Ok(()));
+        assert_eq!(check_offered_password(&"x".repeat(129)), Err(Rejected::PasswordTooLong));
+    }
+
+    #[test]
+    fn only_addresses_are_accepted_as_emails() {
+        assert_eq!(check_email("ada@example.com"), Ok(()));
+        assert_eq!(check_email("ada"), Err(Rejected::Email));
+        assert_eq!(
+            check_email(&format!("{}@example.com", "a".repeat(250))),
+            Err(Rejected::Email)
+        );
+    }
+}

@@ -1,26 +1,12 @@
 //! Route groups and the OpenAPI document's root. Each resource module contributes an
 //! `OpenApiRouter`, so a route and its documentation are declared in one place.
-{%- if auth != "none" %}
-
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
-{%- else %}
 
 use utoipa::OpenApi;
-{%- endif %}
 use utoipa_axum::router::OpenApiRouter;
 
-use super::error::{FieldError, Problem};
-{%- if auth == "issuer" %}
-use super::{auth, health, jwks, metrics, users};
-{%- elsif auth == "verifier" %}
-use super::{health, me, metrics};
-{%- else %}
+{% if auth != "none" %}use super::authn::BearerToken;
+{% endif %}use super::error::{FieldError, Problem};
 use super::{health, metrics};
-{%- endif %}
-{%- if example %}
-use super::{projects, tasks};
-{%- endif %}
 use crate::AppState;
 
 /// Title, version and description come from Cargo.toml.
@@ -31,29 +17,6 @@ use crate::AppState;
 #[openapi(components(schemas(Problem, FieldError)))]
 {%- endif %}
 struct ApiDoc;
-{%- if auth != "none" %}
-
-/// The `bearer` security scheme that protected routes name: an access token from
-{%- if auth == "issuer" %}
-/// `/api/v1/auth/login`, which Swagger UI's Authorize button takes.
-{%- else %}
-/// the issuer, which Swagger UI's Authorize button takes.
-{%- endif %}
-struct BearerToken;
-
-impl Modify for BearerToken {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let scheme = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("JWT")
-            .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
-{%- endif %}
 
 fn document() -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
@@ -69,28 +32,27 @@ fn document() -> utoipa::openapi::OpenApi {
     document
 }
 
-/// Health, metrics{%- if auth == "issuer" %} and the token keys{%- endif %}: cheap routes that must answer even while the
-/// API is saturated.
+/// Cheap routes that must answer even while the API is saturated: health, metrics, and the
+/// keys that verify this service's tokens when it issues them.
 pub fn operations() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(document())
-        .merge(health::router())
-        .merge(metrics::router())
+    let router = OpenApiRouter::with_openapi(document()).merge(health::router());
 {%- if auth == "issuer" %}
-        .merge(jwks::router())
+    let router = router.merge(super::jwks::router());
 {%- endif %}
+    router.merge(metrics::router())
 }
 
 /// The versioned API.
 pub fn v1() -> OpenApiRouter<AppState> {
-{%- if auth == "issuer" %}
-    let v1 = OpenApiRouter::default().merge(auth::router()).merge(users::router());
-{%- elsif auth == "verifier" %}
-    let v1 = OpenApiRouter::default().merge(me::router());
-{%- else %}
     let v1 = OpenApiRouter::default();
+{%- if auth == "issuer" %}
+    let v1 = v1.merge(super::auth::router()).merge(super::users::router());
+{%- endif %}
+{%- if auth == "verifier" %}
+    let v1 = v1.merge(super::me::router());
 {%- endif %}
 {%- if example %}
-    let v1 = v1.merge(projects::router()).merge(tasks::router());
+    let v1 = v1.merge(super::projects::router()).merge(super::tasks::router());
 {%- endif %}
     OpenApiRouter::default().nest("/api/v1", v1)
 }

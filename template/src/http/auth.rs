@@ -16,19 +16,15 @@ use uuid::Uuid;
 use validator::{Validate, ValidationError};
 
 use super::authn::CurrentUser;
-use super::error::{ApiError, Problem};
+use super::client_ip::ClientIp;
+use super::error::ApiError;
 use super::extract::{Json, Valid};
-use super::rate_limit::{ClientIp, refuse};
+use super::throttle::refuse;
 use crate::AppState;
 use crate::auth::{Saturated, Verdict, refresh};
 use crate::db;
 use crate::db::refresh_tokens::Rotation;
-use crate::domain::user::{DEFAULT_ROLE, UserStatus};
-
-/// Shortest and longest password accepted. The maximum bounds the hashing work a request can
-/// ask for; it is checked before any hashing.
-pub const PASSWORD_MIN_CHARS: usize = 12;
-pub const PASSWORD_MAX_CHARS: usize = 128;
+use crate::domain::user::{self, DEFAULT_ROLE, UserStatus};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
@@ -66,29 +62,31 @@ impl Serialize for Password {
 }
 
 fn password_policy(password: &Password) -> Result<(), ValidationError> {
-    let chars = password.0.expose_secret().chars().count();
-    if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
-        Ok(())
-    } else {
-        Err(ValidationError::new("length")
-            .with_message(format!("must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters").into()))
-    }
+    user::check_new_password(password.0.expose_secret()).map_err(rule)
 }
 
 fn password_max(password: &Password) -> Result<(), ValidationError> {
-    if password.0.expose_secret().chars().count() <= PASSWORD_MAX_CHARS {
-        Ok(())
-    } else {
-        Err(ValidationError::new("length")
-            .with_message(format!("must be at most {PASSWORD_MAX_CHARS} characters").into()))
-    }
+    user::check_offered_password(password.0.expose_secret()).map_err(rule)
+}
+
+fn email(email: &str) -> Result<(), ValidationError> {
+    user::check_email(email).map_err(rule)
+}
+
+/// A domain rule's refusal as a field error.
+fn rule(rejected: user::Rejected) -> ValidationError {
+    let code = match rejected {
+        user::Rejected::Email => "email",
+        user::Rejected::PasswordLength | user::Rejected::PasswordTooLong => "length",
+    };
+    ValidationError::new(code).with_message(rejected.to_string().into())
 }
 
 /// An email address and a password.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
-    #[validate(email(message = "must be an email address"), length(max = 254))]
+    #[validate(custom(function = "email"))]
     #[schema(example = "ada@example.com", max_length = 254)]
     pub email: String,
     #[validate(custom(function = "password_max"))]
@@ -100,7 +98,7 @@ pub struct Credentials {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
-    #[validate(email(message = "must be an email address"), length(max = 254))]
+    #[validate(custom(function = "email"))]
     #[schema(example = "ada@example.com", max_length = 254)]
     pub email: String,
     #[validate(custom(function = "password_policy"))]
@@ -185,9 +183,9 @@ impl From<Saturated> for ApiError {
     request_body = Registration,
     responses(
         (status = 202, description = "Accepted", body = Accepted),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts from this address or for this account", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Too many sign-ins at once", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields"),
+        (status = 429, description = "Too many attempts from this address or for this account"),
+        (status = 503, description = "Too many sign-ins at once"),
     ))]
 async fn register(
     State(state): State<AppState>,
@@ -195,10 +193,11 @@ async fn register(
     Valid(body): Valid<Registration>,
 ) -> Result<impl IntoResponse, ApiError> {
     state
-        .rate_limits
-        .sign_in(ip, &body.email)
-        .map_err(|limited| refuse(&state.metrics, limited, None))?;
-    let hash = state.passwords.hash(body.password.secret()).await??;
+        .auth
+        .sign_in
+        .check(ip, &body.email)
+        .map_err(|limited| refuse(&state.metrics, limited))?;
+    let hash = state.auth.passwords.hash(body.password.secret()).await??;
     let mut conn = state.db.acquire().await?;
     let created = db::users::insert(&mut conn, body.email.trim(), &hash, DEFAULT_ROLE).await?;
     if let Some(id) = created {
@@ -219,10 +218,10 @@ async fn register(
     request_body = Credentials,
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
-        (status = 401, description = "Wrong email or password, or a disabled account", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts from this address or for this account", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Too many sign-ins at once", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong email or password, or a disabled account"),
+        (status = 422, description = "Invalid fields"),
+        (status = 429, description = "Too many attempts from this address or for this account"),
+        (status = 503, description = "Too many sign-ins at once"),
     ))]
 async fn login(
     State(state): State<AppState>,
@@ -230,14 +229,16 @@ async fn login(
     Valid(body): Valid<Credentials>,
 ) -> Result<Json<TokenPair>, ApiError> {
     state
-        .rate_limits
-        .sign_in(ip, &body.email)
-        .map_err(|limited| refuse(&state.metrics, limited, None))?;
+        .auth
+        .sign_in
+        .check(ip, &body.email)
+        .map_err(|limited| refuse(&state.metrics, limited))?;
     let mut conn = state.db.acquire().await?;
     let account = db::users::credentials_by_email(&mut conn, body.email.trim()).await?;
     // Released while hashing: a connection must not wait on the CPU.
     drop(conn);
     let verdict = state
+        .auth
         .passwords
         .verify(
             account.as_ref().map(|account| account.password_hash.as_str()),
@@ -263,7 +264,7 @@ async fn login(
     let mut conn = state.db.acquire().await?;
     if needs_rehash {
         // The hashing parameters were raised since this hash was made.
-        let hash = state.passwords.hash(body.password.secret()).await??;
+        let hash = state.auth.passwords.hash(body.password.secret()).await??;
         db::users::set_password_hash(&mut conn, account.id, &hash).await?;
     }
     let (refresh_token, refresh_hash) = refresh::generate()?;
@@ -271,7 +272,7 @@ async fn login(
         &mut conn,
         account.id,
         &refresh_hash,
-        state.config.auth.refresh_lifetimes(),
+        state.config.auth.session_lifetimes(),
     )
     .await?;
     state.metrics.security_event("login_succeeded");
@@ -292,9 +293,9 @@ async fn token_pair(
     // The permissions travel in the token for services that check it without this database.
     let permissions = db::users::active_permissions(conn, user).await?.ok_or(refused)?;
     Ok(TokenPair {
-        access_token: state.tokens.issue_access(user, &permissions)?,
+        access_token: state.auth.tokens.issue_access(user, &permissions)?,
         token_type: "Bearer".to_owned(),
-        expires_in: state.tokens.access_ttl().as_secs(),
+        expires_in: state.auth.tokens.access_ttl().as_secs(),
         refresh_token,
     })
 }
@@ -308,7 +309,7 @@ async fn token_pair(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "The next pair", body = TokenPair),
-        (status = 401, description = "Invalid, expired, revoked or reused token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Invalid, expired, revoked or reused token"),
     ))]
 async fn refresh_session(
     State(state): State<AppState>,
@@ -316,7 +317,7 @@ async fn refresh_session(
 ) -> Result<Json<TokenPair>, ApiError> {
     let (refresh_token, new_hash) = refresh::generate()?;
     let mut conn = state.db.acquire().await?;
-    let idle = state.config.auth.refresh_lifetimes().idle;
+    let idle = state.config.auth.session_lifetimes().idle;
     match db::refresh_tokens::rotate(&mut conn, &refresh::hash(&body.refresh_token), &new_hash, idle).await? {
         Rotation::Rotated { user_id, .. } => Ok(Json(
             token_pair(&state, &mut conn, user_id, refresh_token, BAD_REFRESH).await?,
@@ -353,7 +354,7 @@ async fn logout(State(state): State<AppState>, Valid(body): Valid<RefreshRequest
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = Me),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
     ))]
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>, ApiError> {
     let mut conn = state.db.acquire().await?;
@@ -377,9 +378,9 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>
     request_body = PasswordChange,
     responses(
         (status = 204, description = "Changed; every session is revoked"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The current password is wrong", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 403, description = "The current password is wrong"),
+        (status = 422, description = "Invalid fields"),
     ))]
 async fn change_password(
     State(state): State<AppState>,
@@ -390,6 +391,7 @@ async fn change_password(
     let account = db::users::credentials_by_id(&mut conn, user.id).await?;
     drop(conn);
     let verdict = state
+        .auth
         .passwords
         .verify(
             account.as_ref().map(|account| account.password_hash.as_str()),
@@ -400,7 +402,7 @@ async fn change_password(
         tracing::warn!(target: "security", event = "password_change_refused", user_id = %user.id, "wrong current password");
         return Err(ApiError::Forbidden("the current password is wrong"));
     }
-    let hash = state.passwords.hash(body.new_password.secret()).await??;
+    let hash = state.auth.passwords.hash(body.new_password.secret()).await??;
     let mut conn = state.db.acquire().await?;
     db::users::replace_password(&mut conn, user.id, &hash).await?;
     tracing::info!(target: "security", event = "password_changed", user_id = %user.id, "password changed; sessions revoked");

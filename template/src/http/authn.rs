@@ -1,31 +1,59 @@
-{%- if auth == "issuer" -%}
-//! Who is calling, and whether they may: `CurrentUser` reads a bearer access token and loads
-//! the account's permissions, so that a disabled account or a revoked role stops working at
-//! once rather than when the token expires; `Authorized<P>` also requires permission `P`.
+//! Who is calling, and whether they may. A bearer access token is verified once, by
+//! [`per_account`], which also counts the request against the account's rate limit;
+//! `CurrentUser` then asks `auth::Auth` for the account's permissions (see there for how
+//! current they are), and `Authorized<P>` also requires permission `P`.
 
 use std::marker::PhantomData;
-{%- else -%}
-//! Who is calling, and whether they may: `CurrentUser` reads a bearer access token, checked
-//! against the issuer's keys, and takes the account's permissions from its `scope`; they are
-//! as current as the token, which lives minutes.
-{%- endif %}
 
-use axum::extract::FromRequestParts;
-use axum::http::header;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use utoipa::Modify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::rate_limit::{VerifiedAccess, bearer};
+use super::throttle::{self, CountedElsewhere};
 use crate::AppState;
-{%- if auth == "issuer" %}
-use crate::db;
-{%- endif %}
+use crate::auth::AccessClaims;
 use crate::domain::scope::{RESOURCES_ANY, Scope};
-{%- if auth == "issuer" %}
-use crate::domain::user::permission;
-{%- endif %}
 use crate::metrics::Metrics;
+
+/// An access token [`per_account`] already verified, so that `CurrentUser` need not again.
+#[derive(Debug, Clone)]
+pub struct VerifiedAccess(pub AccessClaims);
+
+/// Verifies the request's bearer token, if it has one, and counts a request with a valid
+/// token against its account's limit instead of its address's. An invalid token is not
+/// refused here: routes that need a caller refuse it through `CurrentUser`.
+pub async fn per_account(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let claims = match bearer(request.headers()) {
+        Some(token) => state.auth.tokens.verify_access(token).await.ok(),
+        None => None,
+    };
+    if let Some(claims) = claims {
+        tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
+        if let Err(limited) = state.auth.per_account.check(&claims.sub) {
+            return throttle::refuse(&state.metrics, limited).into_response();
+        }
+        request.extensions_mut().insert(CountedElsewhere);
+        request.extensions_mut().insert(VerifiedAccess(claims));
+    }
+    next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer` header; the scheme is case-insensitive.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
 
 /// An authenticated account and what it may do.
 #[derive(Debug, Clone)]
@@ -85,46 +113,24 @@ impl FromRequestParts<AppState> for CurrentUser {
                 return Err(MISSING);
             }
             let token = bearer(&parts.headers).ok_or(INVALID)?;
-            state.tokens.verify_access(token){% if auth == "verifier" %}.await{% endif %}.map_err(|reason| {
+            state.auth.tokens.verify_access(token).await.map_err(|reason| {
                 state.metrics.security_event("token_refused");
                 tracing::info!(target: "security", event = "token_refused", reason = %reason, "access token refused");
                 INVALID
             })?
         };
-{%- if auth == "issuer" %}
-        let mut conn = state.db.acquire().await?;
-        let permissions = db::users::active_permissions(&mut conn, claims.sub)
-            .await?
-            .ok_or(INVALID)?;
+        // No permissions means the account may no longer act (disabled or deleted).
+        let permissions = state.auth.permissions(&state.db, &claims).await?.ok_or(INVALID)?;
         Ok(Self {
             id: claims.sub,
             permissions,
         })
-{%- else %}
-        Ok(Self {
-            id: claims.sub,
-            permissions: claims.permissions(),
-        })
-{%- endif %}
     }
 }
-{%- if auth == "issuer" %}
 
 /// A permission, as a type, for [`Authorized`].
 pub trait Permission {
     const NAME: &'static str;
-}
-
-/// List accounts.
-pub struct UsersRead;
-impl Permission for UsersRead {
-    const NAME: &'static str = permission::USERS_READ;
-}
-
-/// Change roles, disable accounts.
-pub struct UsersWrite;
-impl Permission for UsersWrite {
-    const NAME: &'static str = permission::USERS_WRITE;
 }
 
 /// An authenticated account that has permission `P`: 401 without one, 403 without `P`.
@@ -140,4 +146,20 @@ impl<P: Permission + Send> FromRequestParts<AppState> for Authorized<P> {
         Ok(Self(user, PhantomData))
     }
 }
-{%- endif %}
+
+/// The `bearer` security scheme that protected routes name in the OpenAPI document, which
+/// Swagger UI's Authorize button takes.
+pub struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}

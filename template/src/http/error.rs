@@ -4,7 +4,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
+use utoipa::{Modify, ToSchema};
 use validator::{ValidationErrors, ValidationErrorsKind};
 
 use crate::db::DbError;
@@ -30,6 +31,42 @@ pub struct Problem {
     /// For validation failures: what is wrong with each field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+}
+
+/// Every error response is a [`Problem`]: routes document an error by its status and what it
+/// means there, and this gives each such response its `application/problem+json` body, once
+/// for the whole document.
+pub struct ProblemBodies;
+
+impl Modify for ProblemBodies {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let operations = openapi.paths.paths.values_mut().flat_map(|item| {
+            [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+        });
+        for operation in operations {
+            for (status, response) in &mut operation.responses.responses {
+                let is_error = status.starts_with('4') || status.starts_with('5');
+                if let RefOr::T(response) = response
+                    && is_error
+                    && response.content.is_empty()
+                {
+                    let body = Content::new(Some(Ref::from_schema_name("Problem")));
+                    response.content.insert(PROBLEM_JSON.to_owned(), body.into());
+                }
+            }
+        }
+    }
 }
 
 /// One invalid field of a request.

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use validator::Validate;
 
 use super::error::ApiError;
-use crate::db::versioned::Versioned;
+use crate::domain::version::Versioned;
 
 /// JSON body in, JSON body out.
 #[derive(Debug, Clone, Copy, Default, FromRequest)]

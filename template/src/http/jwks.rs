@@ -46,6 +46,7 @@ pub struct PublicKey {
     responses((status = 200, description = "The keys that verify access tokens", body = KeySet)))]
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     let keys = state
+        .auth
         .tokens
         .keys()
         .jwks()

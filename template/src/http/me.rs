@@ -8,7 +8,6 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::authn::CurrentUser;
-use super::error::Problem;
 use super::extract::Json;
 use crate::AppState;
 
@@ -30,7 +29,7 @@ pub struct Caller {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Caller),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
     ))]
 async fn me(user: CurrentUser) -> Json<Caller> {
     Json(Caller {

@@ -63,8 +63,16 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    // The client address is recorded once `rate_limit::resolve_client` has worked it out.
-    let span = tracing::info_span!("request", %method, %route, %request_id, client_ip = tracing::field::Empty);
+    // The client address is recorded once `client_ip::resolve_client` has worked it out, and
+    // the account once `authn` has verified its token.
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        %route,
+        %request_id,
+        client_ip = tracing::field::Empty,
+        user_id = tracing::field::Empty
+    );
 
     let response = next.run(request).instrument(span.clone()).await;
 

@@ -2,37 +2,36 @@
 //! types, extractors, error rendering, middleware and the server loop.
 
 mod api;
-{%- if auth == "issuer" %}
-pub mod auth;
-{%- endif %}
-{%- if auth != "none" %}
-pub mod authn;
-{%- endif %}
+pub mod client_ip;
 mod docs;
 pub mod error;
 pub mod extract;
 mod health;
-{%- if auth == "issuer" %}
-mod jwks;
-{%- endif %}
-{%- if auth == "verifier" %}
-mod me;
-{%- endif %}
 mod metrics;
 pub mod middleware;
 pub mod pagination;
-{%- if example %}
-pub mod projects;
-{%- endif %}
-pub mod rate_limit;
 pub mod server;
-{%- if example %}
-pub mod tasks;
+pub mod throttle;
+pub mod validation;
+{%- if auth != "none" %}
+
+pub mod authn;
 {%- endif %}
 {%- if auth == "issuer" %}
+
+pub mod auth;
+mod jwks;
 pub mod users;
 {%- endif %}
-pub mod validation;
+{%- if auth == "verifier" %}
+
+mod me;
+{%- endif %}
+{%- if example %}
+
+pub mod projects;
+pub mod tasks;
+{%- endif %}
 
 use std::time::Duration;
 
@@ -68,6 +67,7 @@ pub fn api_routes() -> Router<AppState> {
 pub fn openapi() -> OpenApi {
     let mut document = api::operations().into_openapi();
     document.merge(api::v1().into_openapi());
+    utoipa::Modify::modify(&error::ProblemBodies, &mut document);
     document
 }
 
@@ -85,14 +85,17 @@ pub fn assemble(api: Router<AppState>, state: AppState) -> Router {
 /// Load shedding past the concurrency limit, the request timeout, and the rate limits.
 fn with_limits(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let server = &state.config.server;
-    router.layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(middleware::overload_response))
-            .layer(LoadShedLayer::new())
-            .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
-            .layer(TimeoutLayer::new(server.request_timeout()))
-            .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit)),
-    )
+    let stack = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(middleware::overload_response))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
+        .layer(TimeoutLayer::new(server.request_timeout()));
+{%- if auth != "none" %}
+    // Before the per-address limit: a request with a valid token counts against its account.
+    let stack = stack.layer(axum::middleware::from_fn_with_state(state.clone(), authn::per_account));
+{%- endif %}
+    let per_address = axum::middleware::from_fn_with_state(state.clone(), throttle::per_address);
+    router.layer(stack.layer(per_address))
 }
 
 /// The layers every route runs through, outermost first.
@@ -104,7 +107,7 @@ fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppStat
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            rate_limit::resolve_client,
+            client_ip::resolve_client,
         ))
         // Outside the panic catcher, so that a 500 still carries the CORS headers a browser
         // needs to show it.

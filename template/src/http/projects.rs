@@ -14,7 +14,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use super::authn::CurrentUser;
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
 use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
 use super::pagination::{self, Page};
 use crate::AppState;
@@ -189,8 +189,8 @@ const NOT_FOUND: &str = "project not found";
     params(ListProjects),
     responses(
         (status = 200, description = "A page of projects", body = Page<Project>),
-        (status = 400, description = "Invalid query parameters or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid query parameters or cursor"),
+        (status = 401, description = "No valid access token"),
     ))]
 async fn list_projects(
     State(state): State<AppState>,
@@ -211,10 +211,10 @@ async fn list_projects(
     responses(
         (status = 201, description = "Created", body = Project,
             headers(("Location" = String, description = "URL of the new project"), ("ETag" = String, description = "Its version"))),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A project with this name exists", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 409, description = "A project with this name exists"),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "Invalid fields"),
     ))]
 async fn create_project(
     State(state): State<AppState>,
@@ -238,8 +238,8 @@ async fn create_project(
     params(("id" = Uuid, Path, description = "Project id")),
     responses(
         (status = 200, description = "The project", body = Project, headers(("ETag" = String, description = "Its version"))),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 404, description = "No such project"),
     ))]
 async fn get_project(
     State(state): State<AppState>,
@@ -266,11 +266,11 @@ async fn get_project(
     request_body = UpdateProject,
     responses(
         (status = 200, description = "The updated project", body = Project, headers(("ETag" = String, description = "Its new version"))),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A project with this name exists", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The project changed since it was read, or does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 409, description = "A project with this name exists"),
+        (status = 412, description = "The project changed since it was read, or does not exist"),
+        (status = 422, description = "Invalid fields"),
+        (status = 428, description = "If-Match is missing"),
     ))]
 async fn update_project(
     State(state): State<AppState>,
@@ -299,9 +299,9 @@ async fn update_project(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The project changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 404, description = "No such project"),
+        (status = 412, description = "The project changed since it was read"),
     ))]
 async fn delete_project(
     State(state): State<AppState>,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use super::authn::CurrentUser;
-use super::error::{ApiError, Problem};
+use super::error::ApiError;
 use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
 use super::pagination::{self, Page};
 use crate::AppState;
@@ -242,8 +242,8 @@ const NOT_FOUND: &str = "task not found";
     params(ListTasks),
     responses(
         (status = 200, description = "A page of tasks", body = Page<Task>),
-        (status = 400, description = "Invalid query parameters or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid query parameters or cursor"),
+        (status = 401, description = "No valid access token"),
     ))]
 async fn list_tasks(
     State(state): State<AppState>,
@@ -264,9 +264,9 @@ async fn list_tasks(
     responses(
         (status = 201, description = "Created", body = Task,
             headers(("Location" = String, description = "URL of the new task"), ("ETag" = String, description = "Its version"))),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or the project does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "Invalid fields, or the project does not exist"),
     ))]
 async fn create_task(
     State(state): State<AppState>,
@@ -290,8 +290,8 @@ async fn create_task(
     params(("id" = Uuid, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "Its version"))),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 404, description = "No such task"),
     ))]
 async fn get_task(
     State(state): State<AppState>,
@@ -318,10 +318,10 @@ async fn get_task(
     request_body = UpdateTask,
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String, description = "Its new version"))),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The task changed since it was read, or does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or the project does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 412, description = "The task changed since it was read, or does not exist"),
+        (status = 422, description = "Invalid fields, or the project does not exist"),
+        (status = 428, description = "If-Match is missing"),
     ))]
 async fn update_task(
     State(state): State<AppState>,
@@ -350,9 +350,9 @@ async fn update_task(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The task changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 404, description = "No such task"),
+        (status = 412, description = "The task changed since it was read"),
     ))]
 async fn delete_task(
     State(state): State<AppState>,

@@ -10,14 +10,26 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use validator::Validate;
 
-use super::authn::{Authorized, UsersRead, UsersWrite};
-use super::error::{ApiError, Problem};
+use super::authn::{Authorized, Permission};
+use super::error::ApiError;
 use super::extract::{Json, Path, Query, Valid};
 use super::pagination::{self, Page};
 use crate::AppState;
 use crate::db;
 use crate::domain::page::{PageSize, SortKind};
-use crate::domain::user::{self as domain, UserStatus};
+use crate::domain::user::{self as domain, UserStatus, permission};
+
+/// List accounts.
+pub struct UsersRead;
+impl Permission for UsersRead {
+    const NAME: &'static str = permission::USERS_READ;
+}
+
+/// Change roles, disable accounts.
+pub struct UsersWrite;
+impl Permission for UsersWrite {
+    const NAME: &'static str = permission::USERS_WRITE;
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
@@ -87,9 +99,9 @@ const NOT_FOUND: &str = "account not found";
     params(ListUsers),
     responses(
         (status = 200, description = "A page of accounts, oldest first", body = Page<User>),
-        (status = 400, description = "Invalid query parameters or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the users:read permission", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid query parameters or cursor"),
+        (status = 401, description = "No valid access token"),
+        (status = 403, description = "Needs the users:read permission"),
     ))]
 async fn list_users(
     State(state): State<AppState>,
@@ -112,10 +124,10 @@ async fn list_users(
     request_body = RoleAssignment,
     responses(
         (status = 200, description = "The account with its new roles", body = User),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the users:write permission", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An unknown role, or invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 403, description = "Needs the users:write permission"),
+        (status = 404, description = "No such account"),
+        (status = 422, description = "An unknown role, or invalid fields"),
     ))]
 async fn set_roles(
     State(state): State<AppState>,
@@ -142,9 +154,9 @@ async fn set_roles(
     params(("id" = Uuid, Path, description = "Account id")),
     responses(
         (status = 204, description = "Disabled"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the users:write permission", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token"),
+        (status = 403, description = "Needs the users:write permission"),
+        (status = 404, description = "No such account"),
     ))]
 async fn disable_user(
     State(state): State<AppState>,

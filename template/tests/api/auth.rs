@@ -8,11 +8,36 @@ use std::sync::atomic::Ordering;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use service::auth::Passwords;
+use service::db;
 use uuid::Uuid;
 
+use crate::callers::TestUser;
 use crate::helpers::{TestApp, json, problem};
 
 pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// A new account with `role`, put straight into the database, and an access token for it:
+    /// the tests of signing in cover that path, the others need not pay for password hashing.
+    pub async fn user(&self, email: &str, role: &str) -> TestUser {
+        let mut conn = self.state.db.acquire().await.expect("connection");
+        let id = db::users::insert(&mut conn, email, "not a password hash", role)
+            .await
+            .expect("insert user")
+            .expect("a new address");
+        let permissions = db::users::active_permissions(&mut conn, id)
+            .await
+            .expect("permissions")
+            .expect("an active account");
+        let token = self
+            .state
+            .auth
+            .tokens
+            .issue_access(id, &permissions)
+            .expect("access token");
+        TestUser { id, token }
+    }
+}
 
 /// Registers `email` with [`PASSWORD`] and signs in; returns the token pair.
 pub async fn signed_in(app: &TestApp, email: &str) -> Value {
@@ -55,7 +80,7 @@ pub async fn make_admin(app: &TestApp, email: &str) {
 }
 
 fn hashes(app: &TestApp) -> u64 {
-    app.state.passwords.performed.load(Ordering::Relaxed)
+    app.state.auth.passwords.performed.load(Ordering::Relaxed)
 }
 
 #[tokio::test]
@@ -543,12 +568,12 @@ async fn access_tokens_carry_the_permissions_for_services_without_the_database()
     make_admin(&app, "root@example.com").await;
     let root = json(login(&app, "root@example.com", PASSWORD).await).await;
 
-    let claims = |session: &Value| {
+    let claims = async |session: &Value| {
         let token = session["access_token"].as_str().expect("a token");
-        app.state.tokens.verify_access(token).expect("valid")
+        app.state.auth.tokens.verify_access(token).await.expect("valid")
     };
-    assert!(claims(&plain).permissions().is_empty());
-    let mut permissions = claims(&root).permissions();
+    assert!(claims(&plain).await.permissions().is_empty());
+    let mut permissions = claims(&root).await.permissions();
     permissions.sort();
     assert_eq!(permissions, ["resources:any", "users:read", "users:write"]);
 }

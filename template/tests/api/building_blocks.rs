@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use service::config::DatabaseConfig;
 use service::db::keyset::{push_after, push_order_and_limit};
-use service::db::versioned::{self, Table, Versioned};
+use service::db::versioned::{self, Table};
 use service::db::{Database, DbError};
 use service::domain::page::{Direction, Page, PageSize, Position, SortValue};
+use service::domain::version::Versioned;
 use sqlx::{PgConnection, QueryBuilder};
 use uuid::Uuid;
 
@@ -130,7 +131,7 @@ async fn database_errors_are_classified_for_the_client() {
         .bind(Uuid::now_v7())
         .execute(&mut *conn)
         .await
-        .map_err(DbError::from);
+        .map_err(DbError::unconstrained);
     assert!(matches!(orphan, Err(DbError::MissingReference(_))), "{orphan:?}");
 
     let nul = insert(&mut conn, "a\u{0}b").await;
@@ -139,7 +140,7 @@ async fn database_errors_are_classified_for_the_client() {
     let cast = sqlx::query("SELECT 'not a number'::int")
         .execute(&mut *conn)
         .await
-        .map_err(DbError::from);
+        .map_err(DbError::unconstrained);
     assert!(
         matches!(cast, Err(DbError::Other(_))),
         "a failed cast is a bug, not bad input: {cast:?}"
@@ -152,7 +153,7 @@ async fn database_errors_are_classified_for_the_client() {
     let slow = sqlx::query("SELECT pg_sleep(1)")
         .execute(&mut *conn)
         .await
-        .map_err(DbError::from);
+        .map_err(DbError::unconstrained);
     assert!(matches!(slow, Err(DbError::Timeout)), "{slow:?}");
 }
 

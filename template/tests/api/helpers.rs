@@ -7,41 +7,19 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{MethodRouter, get};
-{%- if auth == "issuer" %}
-use figment::Figment;
-use figment::providers::{Format, Toml};
-{%- endif %}
+use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
-{%- if auth != "none" %}
-use service::config::{AuthConfig, Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
-{%- endif %}
-{%- if auth == "issuer" %}
-use service::db::{self, Database};
-use service::domain::user::DEFAULT_ROLE;
-{%- elsif auth == "verifier" %}
-use service::db::Database;
-{%- else %}
 use service::config::{Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
 use service::db::Database;
-{%- endif %}
-{%- if auth == "verifier" %}
-use service::domain::scope::RESOURCES_ANY;
-{%- endif %}
 use service::http::server;
 use service::{AppState, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
-{%- if auth != "none" %}
-use uuid::Uuid;
-{%- endif %}
 
 use crate::database::TestDatabase;
-{%- if auth == "verifier" %}
-use crate::issuer::TestIssuer;
-{%- endif %}
 
 pub struct TestApp {
     pub address: SocketAddr,
@@ -50,24 +28,13 @@ pub struct TestApp {
     pub database: TestDatabase,
 {%- if auth == "verifier" %}
     /// Signs the tokens and serves the keys this service trusts.
-    pub issuer: TestIssuer,
+    pub issuer: crate::issuer::TestIssuer,
 {%- endif %}
-{%- if auth != "none" %}
-    /// Sent as `Authorization: Bearer` on every request once set, by [`TestApp::act_as`].
-    bearer: Option<String>,
-{%- endif %}
+    /// Sent with every request, such as the access token that `act_as` sets.
+    pub headers: HeaderMap,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
-{%- if auth != "none" %}
-
-/// An account of the test's own making.
-pub struct TestUser {
-    #[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
-    pub id: Uuid,
-    pub token: String,
-}
-{%- endif %}
 
 /// Settings for tests: the defaults, bound to loopback.
 pub fn test_config(database_url: &str) -> Config {
@@ -82,11 +49,8 @@ pub fn test_config(database_url: &str) -> Config {
             ..DatabaseConfig::default()
         },
         log: LogConfig::default(),
-{%- if auth == "issuer" %}
-        auth: development_auth(),
-{%- elsif auth == "verifier" %}
-        // Pointed at the test's own issuer by `TestApp::spawn_with`.
-        auth: AuthConfig::default(),
+{%- if auth != "none" %}
+        auth: crate::callers::development_auth(),
 {%- endif %}
         // Off, so that tests may send many requests; `rate_limits.rs` turns them on.
         rate_limit: RateLimitConfig {
@@ -95,16 +59,6 @@ pub fn test_config(database_url: &str) -> Config {
         },
     }
 }
-{%- if auth == "issuer" %}
-
-/// The `[auth]` settings of `config/development.toml`, development signing key included.
-pub fn development_auth() -> AuthConfig {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/development.toml");
-    Figment::from(Toml::file_exact(file))
-        .extract_inner("auth")
-        .expect("[auth] in config/development.toml")
-}
-{%- endif %}
 
 impl TestApp {
     pub async fn spawn() -> Self {
@@ -115,11 +69,9 @@ impl TestApp {
     /// same limits and middleware as the real ones (for probing timeouts, panics and limits).
     pub async fn spawn_with(configure: impl FnOnce(&mut Config), extra_routes: Router<AppState>) -> Self {
         let database = TestDatabase::migrated().await;
-{%- if auth == "verifier" %}
-        let issuer = TestIssuer::start().await;
-{%- endif %}
         let mut config = test_config(&database.url);
 {%- if auth == "verifier" %}
+        let issuer = crate::issuer::TestIssuer::start().await;
         config.auth = issuer.config();
 {%- endif %}
         configure(&mut config);
@@ -152,78 +104,20 @@ impl TestApp {
 {%- if auth == "verifier" %}
             issuer,
 {%- endif %}
-{%- if auth != "none" %}
-            bearer: None,
-{%- endif %}
+            headers: HeaderMap::new(),
             shutdown: Some(shutdown),
             server: Some(server),
         }
     }
-{%- if auth != "none" %}
-
-    /// A service with an account of role `user` signed in: every request carries its token.
-    #[allow(dead_code, reason = "resource tests use it; a service without resources does not")]
-    pub async fn signed_in() -> (Self, TestUser) {
-        let mut app = Self::spawn().await;
-{%- if auth == "issuer" %}
-        let user = app.user("owner@example.com", DEFAULT_ROLE).await;
-{%- else %}
-        let user = app.user("owner@example.com", "user").await;
-{%- endif %}
-        app.act_as(&user);
-        (app, user)
-    }
-{%- if auth == "issuer" %}
-
-    /// A new account with `role`, put straight into the database, and an access token for it:
-    /// the tests of signing in cover that path, the others need not pay for password hashing.
-    pub async fn user(&self, email: &str, role: &str) -> TestUser {
-        let mut conn = self.state.db.acquire().await.expect("connection");
-        let id = db::users::insert(&mut conn, email, "not a password hash", role)
-            .await
-            .expect("insert user")
-            .expect("a new address");
-        let permissions = db::users::active_permissions(&mut conn, id)
-            .await
-            .expect("permissions")
-            .expect("an active account");
-        let token = self.state.tokens.issue_access(id, &permissions).expect("access token");
-        TestUser { id, token }
-    }
-{%- else %}
-
-    /// A new account at the issuer and a token for it; `admin` holds `resources:any`.
-    #[allow(clippy::unused_async, reason = "tests await every setup step alike")]
-    pub async fn user(&self, _email: &str, role: &str) -> TestUser {
-        let id = Uuid::now_v7();
-        let scope = if role == "admin" { RESOURCES_ANY } else { "" };
-        TestUser {
-            id,
-            token: self.issuer.token(id, scope),
-        }
-    }
-{%- endif %}
-
-    /// Sends every later request with `user`'s access token.
-    pub fn act_as(&mut self, user: &TestUser) {
-        self.bearer = Some(user.token.clone());
-    }
-{%- endif %}
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-{%- if auth != "none" %}
-        let request = self.client.request(method, self.url(path));
-        match &self.bearer {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-{%- else %}
-        self.client.request(method, self.url(path))
-{%- endif %}
+        self.client
+            .request(method, self.url(path))
+            .headers(self.headers.clone())
     }
 
     pub async fn get(&self, path: &str) -> Response {

@@ -43,7 +43,7 @@ async fn sleeps_in_the_database(State(state): State<AppState>) -> Result<&'stati
     sqlx::query("SELECT pg_sleep(2)")
         .execute(&mut *conn)
         .await
-        .map_err(DbError::from)?;
+        .map_err(DbError::unconstrained)?;
     Ok("slept")
 }
 

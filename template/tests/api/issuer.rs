@@ -14,12 +14,16 @@ use axum::routing::get;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use service::auth::AuthConfig;
 use service::auth::claims::ACCESS_TOKEN_TYPE;
-use service::config::AuthConfig;
+use service::domain::scope::RESOURCES_ANY;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+use crate::callers::TestUser;
+use crate::helpers::TestApp;
 
 /// The `iss` and `aud` of the stand-in's tokens, as the service under test expects them.
 pub const ISSUER: &str = "https://accounts.example.com";
@@ -162,4 +166,17 @@ async fn key_set(State(published): State<Arc<Published>>) -> Response {
     }
     let keys = published.jwks.lock().expect("jwks").clone();
     axum::Json(JwkSet { keys }).into_response()
+}
+
+impl TestApp {
+    /// A new account at the issuer and a token for it; `admin` holds `resources:any`.
+    #[allow(clippy::unused_async, reason = "tests await every setup step alike")]
+    pub async fn user(&self, _email: &str, role: &str) -> TestUser {
+        let id = Uuid::now_v7();
+        let scope = if role == "admin" { RESOURCES_ANY } else { "" };
+        TestUser {
+            id,
+            token: self.issuer.token(id, scope),
+        }
+    }
 }

@@ -8,7 +8,8 @@ use service::db;
 use service::domain::scope::Scope;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser, json, problem};
+use crate::callers::TestUser;
+use crate::helpers::{TestApp, json, problem};
 
 async fn create(app: &TestApp, path: &str, body: &Value) -> Value {
     let response = app.post(path, body).await;

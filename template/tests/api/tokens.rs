@@ -4,14 +4,16 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use service::auth::AuthConfig;
 use service::auth::claims::ACCESS_TOKEN_TYPE;
 use service::auth::keys::DEVELOPMENT_KEY_ID;
 use service::auth::{InvalidToken, Tokens};
-use service::config::{AuthConfig, Environment};
+use service::config::Environment;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, development_auth};
+use crate::callers::development_auth;
+use crate::helpers::TestApp;
 
 /// A second key pair, for tests only: a stranger's key, or the next key in a rotation.
 pub const OTHER_PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----
@@ -67,13 +69,13 @@ fn signed(claims: &Value) -> String {
     )
 }
 
-#[test]
-fn an_issued_token_verifies_with_its_claims_and_lifetime() {
+#[tokio::test]
+async fn an_issued_token_verifies_with_its_claims_and_lifetime() {
     let tokens = tokens(|_| {});
     let user = Uuid::new_v4();
 
     let token = tokens.issue_access(user, &[]).expect("issue");
-    let claims = tokens.verify_access(&token).expect("valid");
+    let claims = tokens.verify_access(&token).await.expect("valid");
 
     assert_eq!(claims.sub, user);
     assert_eq!(claims.exp - claims.iat, 15 * 60);
@@ -90,8 +92,8 @@ fn the_development_key_id_matches_the_development_key() {
     assert_eq!(kid, DEVELOPMENT_KEY_ID);
 }
 
-#[test]
-fn forged_and_tampered_tokens_are_refused() {
+#[tokio::test]
+async fn forged_and_tampered_tokens_are_refused() {
     let tokens = tokens(|_| {});
     let stranger = EncodingKey::from_ed_pem(OTHER_PRIVATE_KEY.as_bytes()).expect("key");
     let claims = valid_claims();
@@ -105,12 +107,12 @@ fn forged_and_tampered_tokens_are_refused() {
         &stranger,
     );
     assert_eq!(
-        tokens.verify_access(&forged),
+        tokens.verify_access(&forged).await,
         Err(InvalidToken::Rejected("bad signature"))
     );
     // Signed by another key under its own id.
     let foreign = sign(&claims, Algorithm::EdDSA, ACCESS_TOKEN_TYPE, "someone-else", &stranger);
-    assert_eq!(tokens.verify_access(&foreign), Err(InvalidToken::UnknownKey));
+    assert_eq!(tokens.verify_access(&foreign).await, Err(InvalidToken::UnknownKey));
 
     // A genuine token whose payload was swapped for another user's.
     let genuine = signed(&claims);
@@ -120,14 +122,14 @@ fn forged_and_tampered_tokens_are_refused() {
     let payload = base64_url(&serde_json::to_vec(&other).expect("json"));
     parts[1] = &payload;
     assert_eq!(
-        tokens.verify_access(&parts.join(".")),
+        tokens.verify_access(&parts.join(".")).await,
         Err(InvalidToken::Rejected("bad signature"))
     );
 
     // `alg: none` with no signature.
     let header = base64_url(br#"{"alg":"none","typ":"at+jwt"}"#);
     let unsigned = format!("{header}.{}.", base64_url(&serde_json::to_vec(&claims).expect("json")));
-    assert_eq!(tokens.verify_access(&unsigned), Err(InvalidToken::Malformed));
+    assert_eq!(tokens.verify_access(&unsigned).await, Err(InvalidToken::Malformed));
 
     // HS256 keyed with the public key: the classic algorithm confusion.
     let confused = sign(
@@ -138,15 +140,15 @@ fn forged_and_tampered_tokens_are_refused() {
         &EncodingKey::from_secret(DEVELOPMENT_PUBLIC_KEY.as_bytes()),
     );
     assert_eq!(
-        tokens.verify_access(&confused),
+        tokens.verify_access(&confused).await,
         Err(InvalidToken::Rejected("algorithm not allowed"))
     );
 
-    assert_eq!(tokens.verify_access("not a token"), Err(InvalidToken::Malformed));
+    assert_eq!(tokens.verify_access("not a token").await, Err(InvalidToken::Malformed));
 }
 
-#[test]
-fn tokens_of_another_type_issuer_audience_or_time_are_refused() {
+#[tokio::test]
+async fn tokens_of_another_type_issuer_audience_or_time_are_refused() {
     let tokens = tokens(|_| {});
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let with = |key: &str, value: Value| {
@@ -162,31 +164,36 @@ fn tokens_of_another_type_issuer_audience_or_time_are_refused() {
         DEVELOPMENT_KEY_ID,
         &development_key(),
     );
-    assert_eq!(tokens.verify_access(&refresh_typed), Err(InvalidToken::WrongType));
+    assert_eq!(tokens.verify_access(&refresh_typed).await, Err(InvalidToken::WrongType));
     assert_eq!(
-        tokens.verify_access(&with("aud", json!("another-api"))),
+        tokens.verify_access(&with("aud", json!("another-api"))).await,
         Err(InvalidToken::Rejected("wrong audience"))
     );
     assert_eq!(
-        tokens.verify_access(&with("iss", json!("https://elsewhere.example"))),
+        tokens
+            .verify_access(&with("iss", json!("https://elsewhere.example")))
+            .await,
         Err(InvalidToken::Rejected("wrong issuer"))
     );
     // Past the 30-second leeway on either side.
     assert_eq!(
-        tokens.verify_access(&with("exp", json!(now - 60))),
+        tokens.verify_access(&with("exp", json!(now - 60))).await,
         Err(InvalidToken::Expired)
     );
     assert_eq!(
-        tokens.verify_access(&with("nbf", json!(now + 60))),
+        tokens.verify_access(&with("nbf", json!(now + 60))).await,
         Err(InvalidToken::Rejected("not yet valid"))
     );
     let mut claims = valid_claims();
     claims.as_object_mut().expect("object").remove("nbf");
-    assert_eq!(tokens.verify_access(&signed(&claims)), Err(InvalidToken::Malformed));
+    assert_eq!(
+        tokens.verify_access(&signed(&claims)).await,
+        Err(InvalidToken::Malformed)
+    );
 }
 
-#[test]
-fn after_a_rotation_tokens_of_the_previous_key_still_verify() {
+#[tokio::test]
+async fn after_a_rotation_tokens_of_the_previous_key_still_verify() {
     let before = tokens(|_| {});
     let old_token = before.issue_access(Uuid::new_v4(), &[]).expect("issue");
     let after = tokens(|config| {
@@ -194,11 +201,11 @@ fn after_a_rotation_tokens_of_the_previous_key_still_verify() {
         config.verification_keys = DEVELOPMENT_PUBLIC_KEY.to_owned();
     });
 
-    assert!(after.verify_access(&old_token).is_ok());
+    assert!(after.verify_access(&old_token).await.is_ok());
     let new_token = after.issue_access(Uuid::new_v4(), &[]).expect("issue");
-    assert!(after.verify_access(&new_token).is_ok());
+    assert!(after.verify_access(&new_token).await.is_ok());
     // The service that never knew the new key refuses what it signs.
-    assert_eq!(before.verify_access(&new_token), Err(InvalidToken::UnknownKey));
+    assert_eq!(before.verify_access(&new_token).await, Err(InvalidToken::UnknownKey));
 }
 
 #[test]
@@ -255,7 +262,7 @@ async fn the_key_set_publishes_every_verification_key_and_may_be_cached() {
     }
     // The published key verifies tokens the service issues.
     let decoding = jsonwebtoken::DecodingKey::from_ed_components(keys[0]["x"].as_str().expect("x")).expect("key");
-    let token = app.state.tokens.issue_access(Uuid::new_v4(), &[]).expect("issue");
+    let token = app.state.auth.tokens.issue_access(Uuid::new_v4(), &[]).expect("issue");
     let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
     validation.set_audience(&[&app.state.config.auth.audience]);
     assert!(jsonwebtoken::decode::<Value>(&token, &decoding, &validation).is_ok());

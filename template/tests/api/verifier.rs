@@ -144,7 +144,7 @@ async fn keys_are_cached_and_unknown_key_ids_refetch_at_a_bounded_rate() {
     assert_eq!(me(&app, &app.issuer.token(user, "")).await.status(), 200);
     assert_eq!(app.issuer.requests(), before + 1);
     assert_eq!(
-        app.state.tokens.fetches(),
+        app.state.auth.tokens.fetches(),
         u64::try_from(app.issuer.requests()).expect("small")
     );
 }
@@ -178,14 +178,14 @@ async fn the_service_serves_its_probes_while_the_issuer_was_never_reached() {
 
     assert_eq!(app.get("/health/ready").await.status(), 200);
     refused(&app, &app.issuer.token(Uuid::now_v7(), "")).await;
-    assert_eq!(app.state.tokens.fetches(), 1);
+    assert_eq!(app.state.auth.tokens.fetches(), 1);
 }
 
 #[tokio::test]
 async fn requests_with_a_token_are_limited_per_account() {
     let app = spawn(|config| {
         config.rate_limit.enabled = true;
-        config.rate_limit.per_user_per_minute = 2;
+        config.auth.per_account_per_minute = 2;
     })
     .await;
     let (ada, grace) = (

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -396,35 +394,26 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The status and body of a request with an optional JSON body and access token, over plain
-/// HTTP/1.1.
+/// The status and body of a request with an optional JSON body and access token.
 fn http(port: u16, method: &str, path: &str, json: Option<&str>, token: Option<&str>) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let body = json.unwrap_or_default();
-    let content = if json.is_some() {
-        format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len())
-    } else {
-        String::new()
-    };
-    let authorization = token
-        .map(|token| format!("authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: localhost\r\naccept-encoding: identity\r\nconnection: close\r\n{authorization}{content}\r\n{body}"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .get(9..12)
-        .and_then(|code| code.parse().ok())
-        .context("not an HTTP response")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if json.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let mut response = agent.run(request.body(json.unwrap_or_default().to_owned())?)?;
+    let status = response.status().as_u16();
+    Ok((status, response.body_mut().read_to_string()?))
 }
 
 fn wait_for(port: u16, path: &str) -> anyhow::Result<()> {

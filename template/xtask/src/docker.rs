@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-{% if auth == "issuer" %}use anyhow::Context;
-{% endif %}use xshell::{Shell, cmd};
+use anyhow::Context;
+use xshell::{Shell, cmd};
 
 use crate::engine;
 use crate::flags::{Docker, Engine};
@@ -44,26 +44,13 @@ pub fn run(command: Docker) -> anyhow::Result<()> {
 /// is kept here rather than by compose's health conditions and `--wait`, which podman-compose
 /// ignores on podman releases before 4.6.
 fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
-{%- if auth == "issuer" %}
-    // The image runs in production mode, which refuses the development key: without a key of
-    // yours in the environment, this stack signs with a fresh one.
-    let signing_key = match std::env::var("APP_AUTH__SIGNING_KEY") {
-        Ok(key) => key,
-        Err(_) => cmd!(sh, "openssl genpkey -algorithm ed25519")
-            .quiet()
-            .read()
-            .context("set APP_AUTH__SIGNING_KEY, or install openssl to generate one")?,
-    };
+    let signing_key = signing_key(sh)?;
     let compose = |args: &[&str]| -> anyhow::Result<_> {
         Ok(engine::compose(sh, engine)?
             .args(args)
             .env("IMAGE", tag)
-            .env("APP_AUTH__SIGNING_KEY", &signing_key))
+            .envs(signing_key.iter().map(|key| ("APP_AUTH__SIGNING_KEY", key))))
     };
-{%- else %}
-    let compose =
-        |args: &[&str]| -> anyhow::Result<_> { Ok(engine::compose(sh, engine)?.args(args).env("IMAGE", tag)) };
-{%- endif %}
     compose(&["up", "--detach", "postgres"])?.run()?;
     // `migrate run` fails fast while PostgreSQL still starts, so it doubles as the wait.
     retry("the migrations", || {
@@ -82,6 +69,24 @@ fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
             .run()?;
         Ok(())
     })
+}
+
+/// The key the stack signs its access tokens with, when the compose file asks for one: the
+/// image runs in production mode, which refuses the development key, so without a key of
+/// yours in the environment the stack gets a fresh one.
+fn signing_key(sh: &Shell) -> anyhow::Result<Option<String>> {
+    let compose = std::fs::read_to_string(project::root().join("docker").join("compose.yaml"))?;
+    if !compose.contains("APP_AUTH__SIGNING_KEY") {
+        return Ok(None);
+    }
+    if let Ok(key) = std::env::var("APP_AUTH__SIGNING_KEY") {
+        return Ok(Some(key));
+    }
+    let key = cmd!(sh, "openssl genpkey -algorithm ed25519")
+        .quiet()
+        .read()
+        .context("set APP_AUTH__SIGNING_KEY, or install openssl to generate one")?;
+    Ok(Some(key))
 }
 
 /// Runs `step` until it succeeds, for up to 60 seconds.

@@ -1,8 +1,11 @@
 //! `cargo xtask k8s render --env E [--image REF] [--check]`: fills `k8s/templates` with
-//! `k8s/values/E.toml` and writes `k8s/rendered/E.yaml`, plain manifests for `kubectl apply`,
-//! in the templates' file order (the namespace first, the migration Job before the Deployment).
-//! What it writes is checked first: every rule a reviewer would ask for (restricted security
-//! context, probes, resources, no token) fails the render with the manifest and field named.
+//! `k8s/values/E.toml` over the organisation's `k8s/conventions.toml` and writes
+//! `k8s/rendered/E.yaml`, plain manifests for `kubectl apply`, in the templates' file order (the
+//! namespace first, the migration Job before the Deployment). What it writes is checked first
+//! (`rules`): a break fails the render with the manifest and field named.
+
+mod conventions;
+mod rules;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,6 +13,7 @@ use std::path::Path;
 use anyhow::{Context, ensure};
 use serde_json::Value;
 
+use self::conventions::Conventions;
 use crate::flags::K8s;
 use crate::project;
 
@@ -62,7 +66,8 @@ fn relative(path: &Path) -> String {
 
 /// The manifests of `env` as one multi-document YAML file.
 pub fn render(env: &str, image: Option<&str>) -> anyhow::Result<String> {
-    let mut values = values(env)?;
+    let conventions = Conventions::load()?;
+    let mut values = values(env, &conventions)?;
     if let Some(image) = image {
         values.insert("image".into(), image.into());
     }
@@ -84,7 +89,8 @@ pub fn render(env: &str, image: Option<&str>) -> anyhow::Result<String> {
         for document in text.split("\n---\n") {
             let manifest: Value =
                 yaml_serde::from_str(document).with_context(|| format!("k8s/templates/{file}: not valid YAML"))?;
-            check(&manifest).with_context(|| format!("k8s/templates/{file}: {}", describe(&manifest)))?;
+            rules::check(&manifest, &conventions)
+                .with_context(|| format!("k8s/templates/{file}: {}", describe(&manifest)))?;
         }
         out.push_str("---\n");
         out.push_str(text.trim_end());
@@ -101,223 +107,108 @@ fn describe(manifest: &Value) -> String {
     )
 }
 
-/// The environment's values plus those that follow from the service itself.
-fn values(env: &str) -> anyhow::Result<BTreeMap<String, String>> {
+/// The environment's values over the conventions' defaults, plus those that follow from the
+/// service itself; a value may name others as `${key}`.
+fn values(env: &str, conventions: &Conventions) -> anyhow::Result<BTreeMap<String, String>> {
     let path = project::root().join("k8s").join("values").join(format!("{env}.toml"));
     let text = std::fs::read_to_string(&path).with_context(|| {
         let known = environments().unwrap_or_default().join(", ");
         format!("no values for environment {env:?} (k8s/values has: {known})")
     })?;
-    let mut values = key_values(&text).with_context(|| format!("k8s/values/{env}.toml"))?;
+    let mut values = conventions.values();
+    values.extend(key_values(&text).with_context(|| format!("k8s/values/{env}.toml"))?);
     let production = std::fs::read_to_string(project::root().join("config").join("production.toml"))?;
-    let production = key_values(&production).context("config/production.toml")?;
+    let production: toml::Table = toml::from_str(&production).context("config/production.toml")?;
     let setting = |key: &str| -> anyhow::Result<u64> {
         production
-            .get(key)
-            .with_context(|| format!("config/production.toml has no {key}"))?
-            .parse()
-            .context(key.to_owned())
+            .get("server")
+            .and_then(|server| server.get(key))
+            .and_then(toml::Value::as_integer)
+            .and_then(|value| u64::try_from(value).ok())
+            .with_context(|| format!("config/production.toml has no [server] {key}"))
     };
     let grace = PRE_STOP_SECS + setting("shutdown_delay_secs")? + setting("shutdown_timeout_secs")? + 5;
     values.insert("name".into(), project::package_field("name")?);
     values.insert("port".into(), setting("port")?.to_string());
     values.insert("pre_stop_secs".into(), PRE_STOP_SECS.to_string());
     values.insert("termination_grace_period_secs".into(), grace.to_string());
-    Ok(values)
+    let resolved = values
+        .iter()
+        .map(|(key, value)| {
+            let value = substitute_inline(value, &values).with_context(|| format!("k8s/values/{env}.toml: {key}"))?;
+            Ok((key.clone(), value))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(resolved)
 }
 
-/// `key = "text"` and `key = 123` lines; comments, blanks and `[section]` headers are skipped.
+/// The top-level values of a TOML file, as text: strings as they are, numbers and bools as
+/// written. A table or an array is an error, since a template can only place text.
 fn key_values(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let table: toml::Table = toml::from_str(text)?;
     let mut values = BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
-            continue;
-        }
-        let (key, value) = line
-            .split_once('=')
-            .with_context(|| format!("line {}: expected key = value", number + 1))?;
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|rest| rest.strip_suffix('"'))
-            .unwrap_or(value);
-        values.insert(key.trim().to_owned(), value.to_owned());
+    for (key, value) in table {
+        let text = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Float(number) => number.to_string(),
+            toml::Value::Boolean(flag) => flag.to_string(),
+            other => anyhow::bail!("{key}: expected text, a number or a bool, found {}", other.type_str()),
+        };
+        values.insert(key, text);
     }
     Ok(values)
 }
 
-/// Replaces every `${key}`; a key without a value is an error, never an empty string.
+/// Replaces every `${key}`; a key without a value is an error, never an empty string. A
+/// placeholder alone on its line may hold several lines (the conventions' labels): each takes
+/// the placeholder's indentation, and none leaves no line.
 fn substitute(template: &str, values: &BTreeMap<String, String>) -> anyhow::Result<String> {
     let mut out = String::with_capacity(template.len());
-    let mut rest = template;
+    for line in template.split_inclusive('\n') {
+        let content = line.trim_end_matches('\n');
+        let indent = &content[..content.len() - content.trim_start().len()];
+        if let Some(key) = content
+            .trim()
+            .strip_prefix("${")
+            .and_then(|rest| rest.strip_suffix('}'))
+            && !key.contains('}')
+        {
+            let value = values.get(key).with_context(|| format!("no value for ${{{key}}}"))?;
+            for value_line in value.lines() {
+                out.push_str(indent);
+                out.push_str(value_line);
+                out.push('\n');
+            }
+            continue;
+        }
+        out.push_str(&substitute_inline(line, values)?);
+    }
+    Ok(out)
+}
+
+/// Replaces every `${key}` in `text` with a value of one line.
+fn substitute_inline(text: &str, values: &BTreeMap<String, String>) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').context("unclosed ${")? + start;
         let key = &rest[start + 2..end];
-        out.push_str(values.get(key).with_context(|| format!("no value for ${{{key}}}"))?);
+        let value = values.get(key).with_context(|| format!("no value for ${{{key}}}"))?;
+        ensure!(
+            !value.contains('\n'),
+            "${{{key}}} holds several lines; put it alone on its line"
+        );
+        out.push_str(value);
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
 }
 
-/// The rules every manifest of this service keeps.
-fn check(manifest: &Value) -> anyhow::Result<()> {
-    for field in ["apiVersion", "kind", "metadata.name"] {
-        require(
-            manifest,
-            field,
-            |value| value.as_str().is_some_and(|text| !text.is_empty()),
-            "must be set",
-        )?;
-    }
-    let kind = manifest["kind"].as_str().unwrap_or_default();
-    if kind != "Namespace" {
-        require(manifest, "metadata.namespace", Value::is_string, "must be set")?;
-    }
-    match kind {
-        "Namespace" => require(
-            manifest,
-            "metadata.labels.pod-security\\.kubernetes\\.io/enforce",
-            |value| value == "restricted",
-            "must be restricted",
-        ),
-        "ServiceAccount" => require(
-            manifest,
-            "automountServiceAccountToken",
-            |value| value == false,
-            "must be false",
-        ),
-        "Deployment" => {
-            check_pod(manifest, "spec.template.spec")?;
-            let container = "spec.template.spec.containers.0";
-            for (probe, path) in [
-                ("startupProbe", "/health/live"),
-                ("livenessProbe", "/health/live"),
-                ("readinessProbe", "/health/ready"),
-            ] {
-                require(
-                    manifest,
-                    &format!("{container}.{probe}.httpGet.path"),
-                    |value| value == path,
-                    &format!("must be {path}"),
-                )?;
-            }
-            require(
-                manifest,
-                &format!("{container}.lifecycle.preStop.sleep.seconds"),
-                Value::is_u64,
-                "must pause before SIGTERM",
-            )?;
-            require(
-                manifest,
-                "spec.template.spec.topologySpreadConstraints",
-                |value| value.as_array().is_some_and(|list| !list.is_empty()),
-                "must spread replicas",
-            )?;
-            let grace = lookup(manifest, "spec.template.spec.terminationGracePeriodSeconds")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let pause = lookup(manifest, &format!("{container}.lifecycle.preStop.sleep.seconds"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            ensure!(
-                grace > pause,
-                "spec.template.spec.terminationGracePeriodSeconds must exceed the preStop pause"
-            );
-            Ok(())
-        }
-        "Job" => check_pod(manifest, "spec.template.spec"),
-        "HorizontalPodAutoscaler" => require(
-            manifest,
-            "apiVersion",
-            |value| value == "autoscaling/v2",
-            "must be autoscaling/v2",
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// A pod spec under `spec`: no token, restricted security context, requests and a memory limit.
-fn check_pod(manifest: &Value, spec: &str) -> anyhow::Result<()> {
-    require(
-        manifest,
-        &format!("{spec}.automountServiceAccountToken"),
-        |value| value == false,
-        "must be false",
-    )?;
-    require(
-        manifest,
-        &format!("{spec}.securityContext.runAsNonRoot"),
-        |value| value == true,
-        "must be true",
-    )?;
-    require(
-        manifest,
-        &format!("{spec}.securityContext.seccompProfile.type"),
-        |value| value == "RuntimeDefault",
-        "must be RuntimeDefault",
-    )?;
-    let containers = lookup(manifest, &format!("{spec}.containers"))
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    ensure!(containers > 0, "{spec}.containers must not be empty");
-    for index in 0..containers {
-        let container = format!("{spec}.containers.{index}");
-        let context = format!("{container}.securityContext");
-        require(
-            manifest,
-            &format!("{context}.allowPrivilegeEscalation"),
-            |value| value == false,
-            "must be false",
-        )?;
-        require(
-            manifest,
-            &format!("{context}.readOnlyRootFilesystem"),
-            |value| value == true,
-            "must be true",
-        )?;
-        require(
-            manifest,
-            &format!("{context}.capabilities.drop"),
-            |value| value.as_array().is_some_and(|drop| drop.iter().any(|cap| cap == "ALL")),
-            "must drop ALL",
-        )?;
-        for resource in ["requests.cpu", "requests.memory", "limits.memory"] {
-            require(
-                manifest,
-                &format!("{container}.resources.{resource}"),
-                |value| !value.is_null(),
-                "must be set",
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn require(manifest: &Value, path: &str, rule: impl Fn(&Value) -> bool, message: &str) -> anyhow::Result<()> {
-    let value = lookup(manifest, path).unwrap_or(&Value::Null);
-    ensure!(rule(value), "{} {message}", path.replace("\\.", "."));
-    Ok(())
-}
-
-/// The value at a dotted path; `\.` is a dot inside a key, numbers index arrays.
-fn lookup<'a>(manifest: &'a Value, path: &str) -> Option<&'a Value> {
-    let escaped = path.replace("\\.", "\u{0}");
-    escaped
-        .split('.')
-        .map(|part| part.replace('\u{0}', "."))
-        .try_fold(manifest, |value, key| match value {
-            Value::Array(items) => items.get(key.parse::<usize>().ok()?),
-            _ => value.get(&key),
-        })
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -329,33 +220,15 @@ mod tests {
     }
 
     #[test]
-    fn a_privileged_container_is_refused_with_its_field_named() {
-        let mut job = json!({
-            "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "m", "namespace": "n" },
-            "spec": { "template": { "spec": {
-                "automountServiceAccountToken": false,
-                "securityContext": { "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } },
-                "containers": [{
-                    "securityContext": { "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-                        "capabilities": { "drop": ["ALL"] } },
-                    "resources": { "requests": { "cpu": "1", "memory": "1Mi" }, "limits": { "memory": "1Mi" } }
-                }]
-            } } }
-        });
-        assert!(check(&job).is_ok());
+    fn a_placeholder_alone_on_its_line_may_hold_several() {
+        let values = BTreeMap::from([
+            ("labels".to_owned(), "a: \"1\"\nb: \"2\"".to_owned()),
+            ("none".to_owned(), String::new()),
+        ]);
 
-        job["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true);
-        let err = check(&job).expect_err("refused").to_string();
-        assert_eq!(
-            err,
-            "spec.template.spec.containers.0.securityContext.allowPrivilegeEscalation must be false"
-        );
-    }
+        let rendered = substitute("labels:\n    ${labels}\n    ${none}\nend\n", &values).expect("rendered");
 
-    #[test]
-    fn dotted_label_keys_can_be_looked_up() {
-        let namespace = json!({ "metadata": { "labels": { "pod-security.kubernetes.io/enforce": "restricted" } } });
-        let value = lookup(&namespace, "metadata.labels.pod-security\\.kubernetes\\.io/enforce");
-        assert_eq!(value, Some(&json!("restricted")));
+        assert_eq!(rendered, "labels:\n    a: \"1\"\n    b: \"2\"\nend\n");
+        assert!(substitute("x: ${labels}\n", &values).is_err());
     }
 }

@@ -73,14 +73,13 @@ pub fn works(sh: &Shell, program: &str, args: &[&str]) -> bool {
         .is_ok()
 }
 
-/// A `key = "value"` field of the `[package]` table in Cargo.toml, such as `name`.
+/// A text field of the `[package]` table in Cargo.toml, such as `name`.
 pub fn package_field(key: &str) -> anyhow::Result<String> {
-    let manifest = std::fs::read_to_string(root().join("Cargo.toml"))?;
-    let prefix = format!("{key} = \"");
+    let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml"))?)?;
     manifest
-        .lines()
-        .skip_while(|line| line.trim() != "[package]")
-        .take_while(|line| !line.starts_with('[') || line.trim() == "[package]")
-        .find_map(|line| line.strip_prefix(prefix.as_str())?.strip_suffix('"').map(str::to_owned))
+        .get("package")
+        .and_then(|package| package.get(key))
+        .and_then(toml::Value::as_str)
+        .map(str::to_owned)
         .with_context(|| format!("Cargo.toml has no package {key}"))
 }

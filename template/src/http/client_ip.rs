@@ -1,31 +1,18 @@
-//! Who the client is and how often it may call: the client address (from `X-Forwarded-For`
-//! only when the connection comes from a trusted proxy), and the middleware that applies the
-//! per-address{%- if auth != "none" %} or per-account{%- endif %} limit to every API request.
+//! Who the client is: the connection's peer address, or, when the connection comes from a
+//! trusted proxy, the address that proxy names in `X-Forwarded-For`. Resolved once per request
+//! for the rate limits and the logs.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-{%- if auth != "none" %}
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
-{%- else %}
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-{%- endif %}
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use ipnet::IpNet;
-{%- if auth != "none" %}
-use uuid::Uuid;
-{%- endif %}
 
 use super::error::ApiError;
 use crate::AppState;
-{%- if auth != "none" %}
-use crate::auth::AccessClaims;
-{%- endif %}
-use crate::metrics::Metrics;
-use crate::rate_limit::Limited;
 
 /// The client's address, as [`client_ip`] resolved it; set on every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +29,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no client address on the request")))
     }
 }
-{%- if auth != "none" %}
-
-/// An access token the rate limiter already verified, so that `CurrentUser` need not again.
-#[derive(Debug, Clone)]
-pub struct VerifiedAccess(pub AccessClaims);
-{%- endif %}
 
 /// The client address: the connection's peer, unless the peer is a trusted proxy; then the
 /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left
@@ -88,79 +69,14 @@ pub async fn resolve_client(State(state): State<AppState>, mut request: Request,
     request.extensions_mut().insert(ClientIp(ip));
     next.run(request).await
 }
-{%- if auth != "none" %}
 
-/// Applies the per-account limit to requests with a valid access token and the per-address
-/// limit to the rest.
-pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let ip = request
+/// The address resolved for `request`, or the unspecified address when none was (a route
+/// mounted outside the middleware stack).
+pub fn of(request: &Request) -> IpAddr {
+    request
         .extensions()
         .get::<ClientIp>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |client| client.0);
-{%- if auth == "verifier" %}
-    let claims = match bearer(request.headers()) {
-        Some(token) => state.tokens.verify_access(token).await.ok(),
-        None => None,
-    };
-{%- else %}
-    let claims = bearer(request.headers()).and_then(|token| state.tokens.verify_access(token).ok());
-{%- endif %}
-    let verdict = match &claims {
-        Some(claims) => state.rate_limits.user(claims.sub),
-        None => state.rate_limits.anonymous(ip),
-    };
-    if let Err(limited) = verdict {
-        return refuse(&state.metrics, limited, claims.as_ref().map(|claims| claims.sub)).into_response();
-    }
-    if let Some(claims) = claims {
-        request.extensions_mut().insert(VerifiedAccess(claims));
-    }
-    next.run(request).await
-}
-
-/// The token of an `Authorization: Bearer` header; the scheme is case-insensitive.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-}
-
-/// Logs and counts the refusal as a security event and turns it into 429.
-pub fn refuse(metrics: &Metrics, limited: Limited, user_id: Option<Uuid>) -> ApiError {
-    metrics.security_event("rate_limited");
-    tracing::warn!(
-        target: "security",
-        event = "rate_limited",
-        scope = limited.scope,
-        user_id = user_id.map(tracing::field::display),
-        "rate limit hit"
-    );
-{%- else %}
-
-/// Applies the per-address limit to every API request.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ClientIp>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |client| client.0);
-    if let Err(limited) = state.rate_limits.anonymous(ip) {
-        return refuse(&state.metrics, limited).into_response();
-    }
-    next.run(request).await
-}
-
-/// Logs and counts the refusal as a security event and turns it into 429.
-pub fn refuse(metrics: &Metrics, limited: Limited) -> ApiError {
-    metrics.security_event("rate_limited");
-    tracing::warn!(target: "security", event = "rate_limited", scope = limited.scope, "rate limit hit");
-{%- endif %}
-    ApiError::TooManyRequests {
-        retry_after: u32::try_from(limited.retry_after.as_secs()).unwrap_or(u32::MAX).max(1),
-    }
+        .map_or(IpAddr::from([0, 0, 0, 0]), |client| client.0)
 }
 
 #[cfg(test)]
