@@ -15,9 +15,9 @@ pub struct Xtask {
 pub enum Command {
     /// Generate a service from the template.
     New(New),
-    /// Generate the default service into target/demo and run it against a PostgreSQL it owns.
+    /// Generate a service (the defaults, or the options given) into target/demo and run it.
     Demo(Demo),
-    /// Generate every option set in xtask/cases and run each service's own `cargo xtask ci`.
+    /// Generate every case (xtask/cases, then pairwise) and run each service's own `cargo xtask ci`.
     Test(Test),
     /// Build local stand-ins for the registry images the generated service uses (needs podman).
     Images(Images),
@@ -42,16 +42,28 @@ pub struct Demo {
     /// The HTTP port of the demo service.
     #[arg(long, default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1024..))]
     pub port: u16,
+    /// An option of the template, e.g. `-d auth=verifier` or `-d example=false`; repeatable.
+    #[arg(short = 'd', long = "define", value_name = "KEY=VALUE", value_parser = parse_define)]
+    pub defines: Vec<(String, String)>,
+    /// The options of a case of `cargo xtask test --list` instead.
+    #[arg(long, value_name = "NAME", conflicts_with = "defines")]
+    pub case: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct Test {
-    /// Run only this case (a file name in xtask/cases without `.toml`); repeatable.
+    /// Run only this case (`--list` shows them); repeatable.
     #[arg(long = "case", value_name = "NAME")]
     pub cases: Vec<String>,
     /// Only check that every tool the selected cases need is installed, then stop.
     #[arg(long)]
     pub preflight: bool,
+    /// Print the cases (named and pairwise) and what each sets, then stop.
+    #[arg(long)]
+    pub list: bool,
+    /// With --list: the case names as a JSON array, for a CI matrix.
+    #[arg(long, requires = "list")]
+    pub json: bool,
 }
 
 fn parse_define(raw: &str) -> Result<(String, String), String> {

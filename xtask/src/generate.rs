@@ -55,11 +55,10 @@ pub fn ensure_cargo_generate(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies what cargo-generate needs (its configuration, the hooks and the template) to a
-/// fresh directory of this process and returns it.
-fn stage(sh: &Shell) -> anyhow::Result<PathBuf> {
+/// Copies what cargo-generate needs from the template repository at `root` (its
+/// configuration, the hooks and the template) to a fresh directory of this process.
+fn stage(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
     let stage = scratch_dir(&format!("stage-{}", std::process::id()))?;
-    let root = repo_root();
     for entry in ["cargo-generate.toml", "hooks", "template"] {
         cmd!(sh, "cp -R {root}/{entry} {stage}/").quiet().run()?;
     }
@@ -73,9 +72,16 @@ pub struct Generated {
     pub dir: PathBuf,
 }
 
-/// Generates `name` into `dest/name` with `defines` and no prompts.
-pub fn generate(sh: &Shell, name: &str, defines: &[(String, String)], dest: &Path) -> anyhow::Result<Generated> {
-    let stage = stage(sh)?;
+/// Generates `name` from the template repository at `root` into `dest/name` with `defines`
+/// and no prompts.
+pub fn generate(
+    sh: &Shell,
+    root: &Path,
+    name: &str,
+    defines: &[(String, String)],
+    dest: &Path,
+) -> anyhow::Result<Generated> {
+    let stage = stage(sh, root)?;
     let defines: Vec<String> = defines
         .iter()
         .flat_map(|(key, value)| ["-d".to_owned(), format!("{key}={value}")])
@@ -121,8 +127,14 @@ fn entries(dir: &Path) -> BTreeSet<OsString> {
 }
 
 /// Like [`generate`], but a refusal is an error saying why.
-pub fn generate_ok(sh: &Shell, name: &str, defines: &[(String, String)], dest: &Path) -> anyhow::Result<PathBuf> {
-    let generated = generate(sh, name, defines, dest)?;
+pub fn generate_ok(
+    sh: &Shell,
+    root: &Path,
+    name: &str,
+    defines: &[(String, String)],
+    dest: &Path,
+) -> anyhow::Result<PathBuf> {
+    let generated = generate(sh, root, name, defines, dest)?;
     if !generated.success {
         bail!("{}", generated.failure_reason());
     }
@@ -141,4 +153,25 @@ impl Generated {
             .unwrap_or(self.output.trim());
         reason.trim_start_matches(|c: char| !c.is_ascii()).trim().to_owned()
     }
+}
+
+/// Every file below `dir`, skipping build output, sorted.
+pub fn files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                if entry.file_name() != "target" && entry.file_name() != ".git" {
+                    pending.push(path);
+                }
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }

@@ -12,8 +12,8 @@ use anyhow::{Context, ensure};
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
-use crate::generate::{self, scratch_dir, shared_target_dir};
-use crate::probe;
+use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
+use crate::{lockfile, probe};
 
 const ISSUER: &str = "token-issuer";
 /// Both services agree on the audience, as services behind one issuer do.
@@ -21,10 +21,15 @@ const AUDIENCE: &str = "orders";
 const CREDENTIALS: &str = r#"{"email":"ada@example.com","password":"correct horse battery staple"}"#;
 
 /// Runs the check against the verifier in `verifier`, named `name`, whose PostgreSQL listens
-/// on `database_port` and already holds its migrated database.
-pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str) -> anyhow::Result<()> {
+/// on `database_port` and already holds its migrated database; with the example resource, the
+/// caller also owns what it creates there.
+pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str, example: bool) -> anyhow::Result<()> {
     let dest = scratch_dir("cases/token-issuer")?;
-    let issuer = generate::generate_ok(sh, ISSUER, &[], &dest)?;
+    let issuer = generate::generate_ok(sh, &repo_root(), ISSUER, &[], &dest)?;
+    {
+        let _dir = sh.push_dir(&issuer);
+        lockfile::check_first_use(sh, &issuer)?;
+    }
     for (project, package) in [(&issuer, ISSUER), (&verifier.to_path_buf(), name)] {
         let _dir = sh.push_dir(project);
         cmd!(sh, "cargo build --quiet --locked --bin {package}").run()?;
@@ -71,18 +76,20 @@ pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str) -> an
         caller["id"].as_str() == Some(id),
         "the verifier sees {caller} for the issuer's {account}"
     );
-    let project = call(
-        verifier_port,
-        "POST",
-        "/api/v1/projects",
-        Some(r#"{"name":"Across services"}"#),
-        Some(&token),
-        201,
-    )?;
-    ensure!(
-        project["owner_id"].as_str() == Some(id),
-        "the project is not the caller's: {project}"
-    );
+    if example {
+        let project = call(
+            verifier_port,
+            "POST",
+            "/api/v1/projects",
+            Some(r#"{"name":"Across services"}"#),
+            Some(&token),
+            201,
+        )?;
+        ensure!(
+            project["owner_id"].as_str() == Some(id),
+            "the project is not the caller's: {project}"
+        );
+    }
     call(verifier_port, "GET", "/api/v1/me", None, Some("not-a-token"), 401)?;
     println!("a token of the issuer works at the verifier, as the same account");
 

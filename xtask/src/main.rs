@@ -1,17 +1,26 @@
 //! `cargo xtask` for the template repository: generate a service, run a demo of one, and test
 //! every option set. This file parses and dispatches; each command is its own module.
 
+mod cases;
+mod condition;
 mod containers;
+mod conventions;
 mod demo;
+mod dev_database;
 mod flags;
 mod generate;
+mod generator;
 mod images;
 mod issuer_check;
+mod lockfile;
+mod merge;
 mod new;
+mod options;
 mod preflight;
 mod probe;
 mod snapshots;
 mod test;
+mod throwaway;
 
 use std::process::ExitCode;
 

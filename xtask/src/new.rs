@@ -14,7 +14,7 @@ pub fn run(new: &New) -> anyhow::Result<()> {
     if target.exists() {
         bail!("{} already exists; pick another name or --dest", target.display());
     }
-    let generated = generate::generate(&sh, &new.name, &new.defines, &dest)?;
+    let generated = generate::generate(&sh, &generate::repo_root(), &new.name, &new.defines, &dest)?;
     if !generated.success {
         bail!("{}", generated.failure_reason());
     }

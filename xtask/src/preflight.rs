@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
-use crate::test::Case;
+use crate::cases::Case;
 
 /// An external program a check calls, and how to install it on Debian.
 struct Tool {

@@ -1,15 +1,25 @@
-//! A minimal HTTP client over loopback, so the template's tooling needs no HTTP library to
-//! see whether a generated service answers.
+//! Requests to a generated service on loopback, to see whether it answers and what: a blocking
+//! HTTP client with short timeouts, no proxy and no redirects.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use ureq::Agent;
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn agent() -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
 }
 
 /// The status code of `GET path` on `127.0.0.1:port`, or `None` when nothing answers.
@@ -18,7 +28,7 @@ pub fn status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// The status and body of a request to `127.0.0.1:port`, with an optional JSON body and
-/// bearer token, over HTTP/1.1 without compression.
+/// bearer token.
 pub fn request(
     port: u16,
     method: &str,
@@ -26,26 +36,18 @@ pub fn request(
     json: Option<&str>,
     token: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let authorization = token
-        .map(|token| format!("authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    let body = json.unwrap_or_default();
-    let content = json
-        .map(|body| format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len()))
-        .unwrap_or_default();
-    let head = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n{authorization}{content}");
-    stream.write_all(format!("{head}\r\n{body}").as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let Some(status) = response.get(9..12).and_then(|code| code.parse().ok()) else {
-        bail!("not an HTTP response from port {port}: {response:?}");
-    };
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    if json.is_some() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let request = builder.body(json.unwrap_or_default().to_owned())?;
+    let mut response = agent().run(request)?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string()?;
     Ok((status, body))
 }
 
