@@ -43,7 +43,7 @@ pub fn run(demo: &Demo) -> anyhow::Result<()> {
             bail!("port {port} is in use; pick another with --port");
         }
     }
-    let sh = Shell::new()?;
+    let sh = generate::shell()?;
     sh.set_var("RUST_BACKTRACE", "0");
     sh.set_var("CARGO_TARGET_DIR", shared_target_dir());
     generate::ensure_cargo_generate(&sh)?;

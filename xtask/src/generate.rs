@@ -12,6 +12,24 @@ use xshell::{Shell, cmd};
 /// The cargo-generate release this template is tested with.
 pub const CARGO_GENERATE_VERSION: &str = "0.23.5";
 
+/// A shell with the variables cargo set for this xtask's own run emptied. Build scripts watch
+/// some of them (ring's watches `CARGO_MANIFEST_DIR`); the generated services' xtasks empty
+/// them too, so the builds of every service and case see the same values and share their
+/// dependencies instead of rebuilding them.
+pub fn shell() -> anyhow::Result<Shell> {
+    let sh = Shell::new()?;
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let of_this_run = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(&*name, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE");
+        if of_this_run {
+            sh.set_var(&*name, "");
+        }
+    }
+    Ok(sh)
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

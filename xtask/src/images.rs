@@ -10,7 +10,7 @@ use anyhow::{Context, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::flags::Images;
-use crate::generate::{repo_root, scratch_dir};
+use crate::generate::{self, repo_root, scratch_dir};
 
 pub const DEBIAN: &str = "docker.io/library/debian:bookworm-slim";
 pub const RUST: &str = "docker.io/library/rust:1.95-slim-bookworm";
@@ -21,7 +21,7 @@ pub const POSTGRES: &str = "docker.io/library/postgres:15";
 const RUST_RELEASE: &str = "1.95";
 
 pub fn run(flags: &Images) -> anyhow::Result<()> {
-    ensure(&Shell::new()?, flags.force)
+    ensure(&generate::shell()?, flags.force)
 }
 
 /// Builds every stand-in that is missing (all of them with `force`).

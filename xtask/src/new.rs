@@ -1,13 +1,12 @@
 //! `cargo xtask new NAME`: generate a service from this checkout of the template.
 
 use anyhow::bail;
-use xshell::Shell;
 
 use crate::flags::New;
 use crate::generate;
 
 pub fn run(new: &New) -> anyhow::Result<()> {
-    let sh = Shell::new()?;
+    let sh = generate::shell()?;
     generate::ensure_cargo_generate(&sh)?;
     let dest = std::path::absolute(&new.dest)?;
     let target = dest.join(&new.name);

@@ -28,7 +28,7 @@ const PORT: &str = "8137";
 const UNION: &str = "snapshot-union";
 
 pub fn run() -> anyhow::Result<()> {
-    let sh = Shell::new()?;
+    let sh = generate::shell()?;
     sh.set_var("RUST_BACKTRACE", "0");
     generate::ensure_cargo_generate(&sh)?;
     let _target = sh.push_env("CARGO_TARGET_DIR", shared_target_dir());

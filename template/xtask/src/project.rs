@@ -13,10 +13,22 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A shell whose working directory is the workspace root.
+/// A shell whose working directory is the workspace root, with the variables cargo set for
+/// this xtask's own run emptied. Build scripts watch some of them (ring's watches
+/// `CARGO_MANIFEST_DIR`): left as they are, they differ from project to project, and projects
+/// sharing a target directory would rebuild those dependencies for each other.
 pub fn shell() -> anyhow::Result<Shell> {
     let sh = Shell::new()?;
     sh.change_dir(root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let of_this_run = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(&*name, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE");
+        if of_this_run {
+            sh.set_var(&*name, "");
+        }
+    }
     Ok(sh)
 }
 
