@@ -142,7 +142,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "database unreachable at start; readiness stays down until it answers"
         );
     }
-    let server_config = state.config.server.clone();
     let lifecycle = state.lifecycle.clone();
     tracing::info!(
         url = server::local_url(address),
@@ -154,7 +153,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         lifecycle.start_draining();
     };
-    server::serve(listener, crate::app(state), &server_config, shutdown).await;
+    server::serve(listener, crate::app(state.clone()), &state, shutdown).await;
 
     if tokio::time::timeout(Duration::from_secs(5), db.close()).await.is_err() {
         tracing::warn!("database connections still in use at exit");

@@ -56,6 +56,12 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// Open connections at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections one client address (an IPv6 network) may hold; more are closed at
+    /// once. Trusted proxies, which carry many clients, are not limited.
+    pub max_connections_per_client: usize,
+    /// A connection that starts no request for this long is closed (gracefully: an HTTP/2
+    /// client gets GOAWAY, requests in flight finish).
+    pub idle_timeout_secs: u64,
     /// Requests handled at once; excess requests get 503 at once instead of queueing.
     pub max_concurrent_requests: usize,
     /// How long to keep serving after a shutdown signal, with readiness failing, so that load
@@ -65,6 +71,8 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// Comma-separated origins allowed by CORS, e.g. `https://app.example.com`; empty allows none.
     pub cors_allowed_origins: String,
+    /// Whether `/docs` and `/openapi.json` are served; production's settings turn them off.
+    pub docs: bool,
 }
 
 impl Default for ServerConfig {
@@ -76,10 +84,13 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             body_limit_bytes: 1024 * 1024,
             max_connections: 1024,
+            max_connections_per_client: 64,
+            idle_timeout_secs: 60,
             max_concurrent_requests: 512,
             shutdown_delay_secs: 0,
             shutdown_timeout_secs: 15,
             cors_allowed_origins: String::new(),
+            docs: true,
         }
     }
 }
@@ -91,6 +102,10 @@ impl ServerConfig {
 
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
     }
 
     pub fn shutdown_delay(&self) -> Duration {
@@ -170,6 +185,9 @@ pub struct RateLimitConfig {
     /// Comma-separated addresses or CIDR ranges of the proxies in front of the service, e.g.
     /// `10.0.0.0/8`. Only a request from one of them may name its client in `X-Forwarded-For`.
     pub trusted_proxies: String,
+    /// The IPv6 network length that counts as one client address: a subscriber usually gets a
+    /// whole /64 and may use any address in it.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RateLimitConfig {
@@ -178,6 +196,7 @@ impl Default for RateLimitConfig {
             enabled: true,
             per_ip_per_minute: 300,
             trusted_proxies: String::new(),
+            ipv6_prefix: 64,
         }
     }
 }
@@ -266,6 +285,11 @@ impl Config {
             ("APP_SERVER__BODY_LIMIT_BYTES", server.body_limit_bytes as u64),
             ("APP_SERVER__MAX_CONNECTIONS", server.max_connections as u64),
             (
+                "APP_SERVER__MAX_CONNECTIONS_PER_CLIENT",
+                server.max_connections_per_client as u64,
+            ),
+            ("APP_SERVER__IDLE_TIMEOUT_SECS", server.idle_timeout_secs),
+            (
                 "APP_SERVER__MAX_CONCURRENT_REQUESTS",
                 server.max_concurrent_requests as u64,
             ),
@@ -283,6 +307,9 @@ impl Config {
             if value == 0 {
                 bail!("{name} must be greater than 0");
             }
+        }
+        if !(32..=128).contains(&self.rate_limit.ipv6_prefix) {
+            bail!("APP_RATE_LIMIT__IPV6_PREFIX must be from 32 to 128");
         }
         for origin in server.cors_origins() {
             check_origin(origin)

@@ -1,16 +1,19 @@
 //! Request rate limits, in memory per instance. A [`Limit`] is a token bucket (GCRA) per key:
 //! a full minute's quota may arrive as a burst, then requests flow at the quota's rate. The
-//! service limits every API request per client address; with authentication, per account and
-//! per sign-in target too (see `auth`).
+//! service limits every API request per client address ([`AddressLimit`]); with
+//! authentication, per account and per sign-in target too (see `auth`).
 
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-/// Keys kept per limit before idle ones are dropped; bounds memory under a spray of addresses.
+/// Keys kept per limit before idle ones are first dropped; bounds memory under a spray of
+/// addresses.
 const PRUNE_ABOVE: usize = 10_000;
 
 /// Over the limit: retry after this long.
@@ -28,6 +31,10 @@ pub struct Limit<K: Clone + Hash + Eq> {
     scope: &'static str,
     enabled: bool,
     limiter: DefaultKeyedRateLimiter<K>,
+    /// The key count past which a check first drops idle keys. After a sweep it is twice the
+    /// keys still live, so when most keys are live the sweep is not repeated on every check:
+    /// its cost is spread over the keys added since the last one.
+    prune_above: AtomicUsize,
 }
 
 impl<K: Clone + Hash + Eq> Limit<K> {
@@ -39,6 +46,7 @@ impl<K: Clone + Hash + Eq> Limit<K> {
             scope,
             enabled,
             limiter: DefaultKeyedRateLimiter::keyed(quota),
+            prune_above: AtomicUsize::new(PRUNE_ABOVE),
         }
     }
 
@@ -47,13 +55,58 @@ impl<K: Clone + Hash + Eq> Limit<K> {
         if !self.enabled {
             return Ok(());
         }
-        if self.limiter.len() > PRUNE_ABOVE {
+        let prune_above = self.prune_above.load(Ordering::Relaxed);
+        // One sweeper at a time: the others go on while it works.
+        if self.limiter.len() > prune_above
+            && self
+                .prune_above
+                .compare_exchange(prune_above, usize::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             self.limiter.retain_recent();
+            let next = PRUNE_ABOVE.max(self.limiter.len().saturating_mul(2));
+            self.prune_above.store(next, Ordering::Relaxed);
         }
         self.limiter.check_key(key).map_err(|not_until| Limited {
             scope: self.scope,
             retry_after: not_until.wait_time_from(self.limiter.clock().now()),
         })
+    }
+}
+
+/// A limit per client address. An IPv6 subscriber usually holds a whole network (a /64) and
+/// may use any address in it, so IPv6 addresses count by network prefix; IPv4 addresses, and
+/// IPv4 mapped into IPv6, count one by one.
+#[derive(Debug)]
+pub struct AddressLimit {
+    limit: Limit<IpAddr>,
+    ipv6_prefix: u8,
+}
+
+impl AddressLimit {
+    /// `ipv6_prefix` is the IPv6 network length that counts as one client, from 1 to 128.
+    pub fn per_minute(scope: &'static str, per_minute: u32, enabled: bool, ipv6_prefix: u8) -> Self {
+        Self {
+            limit: Limit::per_minute(scope, per_minute, enabled),
+            ipv6_prefix,
+        }
+    }
+
+    pub fn check(&self, ip: IpAddr) -> Result<(), Limited> {
+        self.limit.check(&network(ip, self.ipv6_prefix))
+    }
+}
+
+/// The client `ip` counts as: itself for IPv4, its network of `ipv6_prefix` bits for IPv6.
+pub fn network(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(address) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(ipv6_prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(address) & mask))
+        }
+        v4 @ IpAddr::V4(_) => v4,
     }
 }
 
@@ -73,5 +126,55 @@ mod tests {
         assert!(limit.check(&2).is_ok(), "another key has its own bucket");
         assert!(Limit::per_minute("off", 1, false).check(&1).is_ok());
         assert!(Limit::per_minute("off", 1, false).check(&1).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_network_and_ipv4_one_by_one() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("an address");
+        let limit = AddressLimit::per_minute("per test", 1, true, 64);
+
+        assert!(limit.check(ip("2001:db8:1:2::1")).is_ok());
+        assert!(limit.check(ip("2001:db8:1:2:ffff::9")).is_err(), "same /64");
+        assert!(limit.check(ip("2001:db8:1:3::1")).is_ok(), "next /64");
+        assert!(limit.check(ip("192.0.2.1")).is_ok());
+        assert!(
+            limit.check(ip("::ffff:192.0.2.1")).is_err(),
+            "the same IPv4 address, mapped"
+        );
+        assert!(limit.check(ip("192.0.2.2")).is_ok());
+
+        let whole = AddressLimit::per_minute("per test", 1, true, 128);
+        assert!(whole.check(ip("2001:db8::1")).is_ok());
+        assert!(whole.check(ip("2001:db8::2")).is_ok(), "a /128 prefix counts addresses");
+        assert_eq!(network(ip("2001:db8:ab:cd:1:2:3:4"), 48), ip("2001:db8:ab::"));
+    }
+
+    #[test]
+    fn idle_keys_are_dropped_past_the_threshold() {
+        // A quota of one a millisecond: a key is idle again a millisecond after its request.
+        let limit = Limit::per_minute("per test", 60_000, true);
+        for key in 0..=PRUNE_ABOVE {
+            limit.check(&key).expect("within the quota");
+        }
+        assert_eq!(limit.limiter.len(), PRUNE_ABOVE + 1);
+        std::thread::sleep(Duration::from_millis(5));
+
+        limit.check(&usize::MAX).expect("within the quota");
+
+        assert!(limit.limiter.len() <= 2, "{} keys kept", limit.limiter.len());
+    }
+
+    #[test]
+    fn live_keys_are_not_swept_on_every_check() {
+        // A quota of one a minute: every key stays live through the test.
+        let limit = Limit::per_minute("per test", 1, true);
+        for key in 0..=PRUNE_ABOVE {
+            limit.check(&key).expect("within the quota");
+        }
+        limit.check(&usize::MAX).expect("within the quota");
+
+        assert_eq!(limit.limiter.len(), PRUNE_ABOVE + 2, "nothing idle to drop");
+        // That sweep found PRUNE_ABOVE + 1 live keys: the next waits for twice as many.
+        assert_eq!(limit.prune_above.load(Ordering::Relaxed), 2 * (PRUNE_ABOVE + 1));
     }
 }

@@ -1,6 +1,7 @@
-//! Prometheus metrics: HTTP traffic recorded by middleware, security events counted where they
-//! are logged, and connection-pool gauges read at scrape time. The registry belongs to the application state, not to a global, so tests and
-//! several app instances in one process never share counters.
+//! Prometheus metrics: HTTP traffic recorded by middleware, open client connections counted by
+//! the accept loop, security events counted where they are logged, and connection-pool gauges
+//! read at scrape time. The registry belongs to the application state, not to a global, so
+//! tests and several app instances in one process never share counters.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct Metrics {
     pool_size: Gauge,
     pool_idle: Gauge,
     pool_waiting: Gauge,
+    /// Client connections open now; the accept loop moves it.
+    pub open_connections: Gauge,
 }
 
 /// Latency buckets in seconds, from 5 ms to 10 s.
@@ -50,6 +53,7 @@ impl Default for Metrics {
         let latency = Family::<HttpLabels, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
         let security_events = Family::<SecurityLabels, Counter>::default();
         let (pool_size, pool_idle, pool_waiting) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let open_connections = Gauge::default();
         let mut registry = Registry::default();
         registry.register("http_requests", "HTTP requests handled", requests.clone());
         registry.register(
@@ -77,6 +81,11 @@ impl Default for Metrics {
             "Callers waiting for a database connection",
             pool_waiting.clone(),
         );
+        registry.register(
+            "http_open_connections",
+            "Open client connections",
+            open_connections.clone(),
+        );
         Self {
             registry,
             requests,
@@ -85,6 +94,7 @@ impl Default for Metrics {
             pool_size,
             pool_idle,
             pool_waiting,
+            open_connections,
         }
     }
 }

@@ -1,6 +1,5 @@
 //! What every handler can reach: cheap to clone, shared behind `Arc`s.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -8,7 +7,7 @@ use ipnet::IpNet;
 
 use crate::config::Config;
 use crate::db::Database;
-use crate::limits::Limit;
+use crate::limits::AddressLimit;
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
@@ -21,7 +20,7 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
 {%- endif %}
     /// API requests per client address.
-    pub address_limit: Arc<Limit<IpAddr>>,
+    pub address_limit: Arc<AddressLimit>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<[IpNet]>,
 }
@@ -35,10 +34,11 @@ impl AppState {
 {%- if auth != "none" %}
             auth: Arc::new(crate::auth::Auth::new(&config.auth, limits, config.environment)?),
 {%- endif %}
-            address_limit: Arc::new(Limit::per_minute(
+            address_limit: Arc::new(AddressLimit::per_minute(
                 "per client address",
                 limits.per_ip_per_minute,
                 limits.enabled,
+                limits.ipv6_prefix,
             )),
             trusted_proxies: limits.trusted_proxies()?.into(),
             config: Arc::new(config),

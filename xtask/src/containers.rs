@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use xshell::{Shell, cmd};
 
+use crate::generate::scratch_dir;
 use crate::{images, probe};
 
 /// The image size the template promises (README).
@@ -48,7 +49,8 @@ pub fn test_through_testcontainers(sh: &Shell, project: &Path) -> anyhow::Result
 }
 
 /// Builds the image, then runs PostgreSQL, the migrations and the service as containers on a
-/// network of their own, and checks health, a request, the user and the missing shell.
+/// network of their own, and checks health, a request, the user, the settings files and the
+/// missing shell.
 pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Report> {
     images::ensure(sh, false)?;
     let tag = format!("localhost/{name}:test");
@@ -69,6 +71,7 @@ pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Rep
         user.trim() == "65532:65532",
         "the image runs as {user:?}, not the nonroot user"
     );
+    check_settings_files(sh, &tag, name)?;
 
     let stack = Stack::new(sh, name);
     let result = stack
@@ -76,6 +79,37 @@ pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Rep
         .map(|ready_after| Report { size_mb, ready_after });
     stack.remove();
     result
+}
+
+/// The image carries production's settings file only: the development one holds a private
+/// key that everyone has.
+fn check_settings_files(sh: &Shell, tag: &str, name: &str) -> anyhow::Result<()> {
+    let container = format!("{name}-check-files");
+    let dir = scratch_dir(&format!("image-settings/{name}"))?;
+    let source = format!("{container}:/etc/{name}/config/.");
+    cmd!(sh, "podman rm --force --ignore {container}")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    cmd!(sh, "podman create --name {container} {tag}")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    let copied = cmd!(sh, "podman cp {source} {dir}").quiet().run();
+    cmd!(sh, "podman rm --force {container}")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    copied?;
+    let mut files: Vec<String> = std::fs::read_dir(&dir)?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    files.sort();
+    ensure!(
+        files == ["production.toml"],
+        "the image carries the settings files {files:?}; only production.toml belongs there"
+    );
+    Ok(())
 }
 
 /// `cargo xtask docker up` and `down` as a developer runs them: PostgreSQL, the migrations
@@ -191,8 +225,12 @@ impl<'a> Stack<'a> {
             .run()
             .context("the healthcheck subcommand failed")?;
         ensure!(
-            probe::status(host_port, "/openapi.json") == Some(200),
+            probe::status(host_port, "/metrics") == Some(200),
             "a request to the container failed"
+        );
+        ensure!(
+            probe::status(host_port, "/openapi.json") == Some(404),
+            "the production image serves its API documentation"
         );
         let pid_format = "{{.State.Pid}}";
         let pid = cmd!(sh, "podman inspect --format {pid_format} {app}").read()?;

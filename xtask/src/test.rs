@@ -22,7 +22,7 @@ pub fn run(flags: &Test) -> anyhow::Result<()> {
     if flags.list {
         return cases::print(&cases, flags.json);
     }
-    let sh = Shell::new()?;
+    let sh = generate::shell()?;
     // Backtraces from the tools under test only bury their error messages.
     sh.set_var("RUST_BACKTRACE", "0");
     // Ctrl-C reaches the children too; surviving it lets the databases they started stop.
@@ -169,7 +169,7 @@ fn run_case(
         let port = case.define("http_port").unwrap_or("8080").parse()?;
         let report = containers::check_image(sh, &case.name, port)?;
         println!(
-            "image: {} MB (budget {} MB), ready {} ms after start, runs as 65532 without a shell",
+            "image: {} MB (budget {} MB), ready {} ms after start, runs as 65532 without a shell, production settings only",
             report.size_mb,
             containers::IMAGE_BUDGET_MB,
             report.ready_after.as_millis()

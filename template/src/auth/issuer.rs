@@ -14,7 +14,7 @@ use super::{AccessClaims, Passwords, Tokens};
 use crate::config::{Environment, RateLimitConfig};
 use crate::db::{Database, DbError};
 use crate::domain::user::SessionLifetimes;
-use crate::limits::{Limit, Limited};
+use crate::limits::{AddressLimit, Limit, Limited};
 
 /// Access tokens: who issues them, for which API, for how long, and the keys; sessions,
 /// password hashing, and the limits per account.
@@ -149,10 +149,11 @@ impl Auth {
             passwords: Passwords::new(config)?,
             per_account: Limit::per_minute("per account", config.per_account_per_minute, limits.enabled),
             sign_in: SignInLimits {
-                per_address: Limit::per_minute(
+                per_address: AddressLimit::per_minute(
                     "sign-ins per client address",
                     config.sign_in_per_ip_per_minute,
                     limits.enabled,
+                    limits.ipv6_prefix,
                 ),
                 per_account: Limit::per_minute(
                     "sign-ins per account",
@@ -175,7 +176,7 @@ impl Auth {
 /// The limits on sign-in and registration attempts.
 #[derive(Debug)]
 pub struct SignInLimits {
-    per_address: Limit<IpAddr>,
+    per_address: AddressLimit,
     per_account: Limit<String>,
 }
 
@@ -183,8 +184,16 @@ impl SignInLimits {
     /// An attempt for `email` from `ip`: both limits must allow it, so that neither one
     /// address guessing many accounts nor many addresses guessing one succeed.
     pub fn check(&self, ip: IpAddr, email: &str) -> Result<(), Limited> {
-        self.per_address.check(&ip)?;
+        self.per_address.check(ip)?;
         self.per_account.check(&email.trim().to_lowercase())
+    }
+
+    /// An attempt to prove the password of the signed-in account `id` (changing it): the same
+    /// limits, so that a stolen access token buys no more guesses than a sign-in form.
+    pub fn check_signed_in(&self, ip: IpAddr, id: Uuid) -> Result<(), Limited> {
+        self.per_address.check(ip)?;
+        // A UUID never equals a normalised email address, so the two keep apart buckets.
+        self.per_account.check(&id.to_string())
     }
 }
 

@@ -14,7 +14,7 @@ use super::AuthConfig;
 use crate::config::Environment;
 
 /// The `kid` of the development key in `config/development.toml`: everyone has that private
-/// key, so production refuses to sign with it.
+/// key, so production refuses to sign with it or to trust its public half.
 pub const DEVELOPMENT_KEY_ID: &str = "cPYee2yD-eKNdI0nUvEahVAuxsqsjznH6SIVh4Vpcj8";
 
 pub struct Keys {
@@ -63,6 +63,13 @@ impl Keys {
                         index + 1
                     )
                 })?;
+            // Anyone can sign with the development key, so its public half proves nothing.
+            if environment == Environment::Production && key_id(&jwk) == DEVELOPMENT_KEY_ID {
+                bail!(
+                    "APP_AUTH__VERIFICATION_KEYS: key {} is the development key, which is public; production must not trust it",
+                    index + 1
+                );
+            }
             jwks.push(jwk);
         }
         let verifying = jwks

@@ -176,7 +176,7 @@ impl RemoteKeys {
     }
 
     async fn fetch(&self) -> anyhow::Result<HashMap<String, DecodingKey>> {
-        let response = self.client.get(&self.url).send().await?.error_for_status()?;
+        let mut response = self.client.get(&self.url).send().await?.error_for_status()?;
         let too_large = || format!("the key set is larger than {MAX_KEY_SET_BYTES} bytes");
         ensure!(
             response
@@ -184,8 +184,13 @@ impl RemoteKeys {
                 .is_none_or(|length| length <= MAX_KEY_SET_BYTES as u64),
             too_large()
         );
-        let body = response.bytes().await?;
-        ensure!(body.len() <= MAX_KEY_SET_BYTES, too_large());
+        // Counted chunk by chunk: a body without a declared length stops at the cap, not at
+        // its end, which may never come.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            ensure!(body.len() + chunk.len() <= MAX_KEY_SET_BYTES, too_large());
+            body.extend_from_slice(&chunk);
+        }
         let set: JwkSet = serde_json::from_slice(&body).context("the key set is not a JWKS")?;
         let keys: HashMap<String, DecodingKey> = set
             .keys

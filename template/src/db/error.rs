@@ -1,5 +1,6 @@
 //! What can go wrong in a query, in terms the HTTP layer can answer: constraint violations
-//! become client errors with a message, pool exhaustion and timeouts become "try again".
+//! become client errors with a message; pool exhaustion, lost connections and timeouts become
+//! "try again".
 
 use sqlx::error::ErrorKind;
 
@@ -12,7 +13,8 @@ pub enum DbError {
     /// A foreign key named a row that does not exist.
     #[error("{0}")]
     MissingReference(&'static str),
-    /// No connection became free within the pool's acquire timeout.
+    /// PostgreSQL cannot serve now: no connection became free within the pool's acquire
+    /// timeout, or the connection failed (a restart, a crash, a failover, the network).
     #[error("no database connection available")]
     Unavailable,
     /// The statement ran past `statement_timeout`.
@@ -29,6 +31,11 @@ pub enum DbError {
 
 /// PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
+/// SQLSTATEs of a server going away or not there yet: administrator shutdown, crash
+/// shutdown, "the database system is starting up", too many connections. Class 08,
+/// connection exceptions, is matched by its prefix.
+const SERVER_GONE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+
 /// SQLSTATEs for values a client sent that PostgreSQL cannot store: string too long, numeric
 /// or datetime out of range, character not in the encoding (NUL). Other data exceptions, such
 /// as a failed cast, are bugs of the service and stay 500.
@@ -39,7 +46,11 @@ impl DbError {
     /// (pairs of constraint name and message).
     pub fn classify(err: sqlx::Error, constraints: &[(&str, &'static str)]) -> Self {
         let classified = match &err {
-            sqlx::Error::PoolTimedOut => Some(Self::Unavailable),
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Some(Self::Unavailable),
             sqlx::Error::Database(db) => {
                 let explained = db
                     .constraint()
@@ -53,6 +64,7 @@ impl DbError {
                         explained.unwrap_or("refers to a record that does not exist"),
                     )),
                     (_, Some(QUERY_CANCELED)) => Some(Self::Timeout),
+                    (_, Some(code)) if SERVER_GONE.contains(&code) || code.starts_with("08") => Some(Self::Unavailable),
                     (_, Some(code)) if INVALID_VALUES.contains(&code) => Some(Self::InvalidValue),
                     _ => None,
                 }

@@ -18,4 +18,4 @@ pub mod tasks;
 {%- endif %}
 
 pub use error::DbError;
-pub use pool::{Database, PoolStats};
+pub use pool::{Database, PING_REUSE, PoolStats};

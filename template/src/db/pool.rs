@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -19,11 +19,23 @@ use crate::config::DatabaseConfig;
 /// SQLSTATE `too_many_connections`.
 const TOO_MANY_CONNECTIONS: &str = "53300";
 
+/// How long the answer of [`Database::ping`] is reused: however many probes arrive, PostgreSQL
+/// sees at most one check per this interval, and an outage shows within it.
+pub const PING_REUSE: Duration = Duration::from_millis(500);
+
 /// The pool plus the bookkeeping sqlx does not expose.
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: PgPool,
     waiting: Arc<AtomicUsize>,
+    last_ping: Arc<tokio::sync::Mutex<Option<Ping>>>,
+}
+
+/// The outcome of the latest check, and when it ended.
+#[derive(Debug)]
+struct Ping {
+    at: Instant,
+    outcome: Result<(), String>,
 }
 
 /// A snapshot of the pool for metrics.
@@ -56,6 +68,7 @@ impl Database {
         Self {
             pool,
             waiting: Arc::default(),
+            last_ping: Arc::default(),
         }
     }
 
@@ -69,10 +82,28 @@ impl Database {
         self.pool.acquire().await.map_err(DbError::unconstrained)
     }
 
-    /// Checks that PostgreSQL answers within `timeout`: on an idle pooled connection when
-    /// there is one, otherwise on a new connection, so a pool that is merely busy is not an
-    /// outage.
+    /// Checks that PostgreSQL answers within `timeout`, or repeats the answer of a check that
+    /// ended less than [`PING_REUSE`] ago. Callers that arrive during a check wait for its
+    /// answer, so a flood of probes opens at most one connection.
     pub async fn ping(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut last = self.last_ping.lock().await;
+        let outcome = match last.as_ref() {
+            Some(ping) if ping.at.elapsed() < PING_REUSE => ping.outcome.clone(),
+            _ => {
+                let outcome = self.check(timeout).await.map_err(|err| format!("{err:#}"));
+                *last = Some(Ping {
+                    at: Instant::now(),
+                    outcome: outcome.clone(),
+                });
+                outcome
+            }
+        };
+        outcome.map_err(anyhow::Error::msg)
+    }
+
+    /// One check: on an idle pooled connection when there is one, otherwise on a new
+    /// connection, so a pool that is merely busy is not an outage.
+    async fn check(&self, timeout: Duration) -> anyhow::Result<()> {
         let ping = async {
             if let Some(mut conn) = self.pool.try_acquire()
                 && conn.ping().await.is_ok()

@@ -1,9 +1,11 @@
 //! Queries on `refresh_tokens`: issue, rotate, and revoke by family or by user. Tokens are
-//! addressed by their SHA-256 only.
+//! addressed by their SHA-256 only. A family's first row (its `id` is the `family_id`) is the
+//! family's lock: rotating and revoking take it first, so a revocation never misses a token
+//! that a rotation in flight adds, and a rotation never extends a family revoked meanwhile.
 
 use std::time::Duration;
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::DbError;
@@ -48,22 +50,43 @@ pub async fn start_family(
     Ok(())
 }
 
-/// Marks the token `old_hash` used and adds `new_hash` to its family, in one statement: of two
-/// concurrent rotations of the same token, the second waits for the first's row lock, then
-/// finds the token used and is treated as reuse.
+/// Marks the token `old_hash` used and adds `new_hash` to its family, holding the family's
+/// lock: of two concurrent rotations of the same token, the second waits for the first, then
+/// finds the token used and is treated as reuse; a family revoked meanwhile is refused.
 pub async fn rotate(
     conn: &mut PgConnection,
     old_hash: &[u8],
     new_hash: &[u8],
     idle: Duration,
 ) -> Result<Rotation, DbError> {
+    let mut tx = conn.begin().await.map_err(DbError::unconstrained)?;
+    let rotation = rotate_locked(&mut tx, old_hash, new_hash, idle).await?;
+    tx.commit().await.map_err(DbError::unconstrained)?;
+    Ok(rotation)
+}
+
+async fn rotate_locked(
+    conn: &mut PgConnection,
+    old_hash: &[u8],
+    new_hash: &[u8],
+    idle: Duration,
+) -> Result<Rotation, DbError> {
+    sqlx::query(
+        "SELECT 1 FROM refresh_tokens f JOIN refresh_tokens t ON t.family_id = f.id
+         WHERE t.token_hash = $1 FOR UPDATE OF f",
+    )
+    .bind(old_hash)
+    .execute(&mut *conn)
+    .await
+    .map_err(DbError::unconstrained)?;
     let rotated: Option<(Uuid, Uuid)> = sqlx::query_as(
         "WITH used AS (
              UPDATE refresh_tokens t SET used_at = now()
-             FROM users u
+             FROM users u, refresh_tokens f
              WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.revoked_at IS NULL
                AND t.expires_at > now() AND t.family_expires_at > now()
                AND u.id = t.user_id AND u.status = 'active'
+               AND f.id = t.family_id AND f.revoked_at IS NULL
              RETURNING t.family_id, t.user_id, t.family_expires_at
          )
          INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at, family_expires_at)
@@ -99,17 +122,24 @@ pub async fn rotate(
 
 /// Revokes the family of the token `token_hash` (logout); `false` when no such token exists.
 pub async fn revoke_family_of(conn: &mut PgConnection, token_hash: &[u8]) -> Result<bool, DbError> {
-    let family: Option<Uuid> = sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
-        .bind(token_hash)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(DbError::unconstrained)?;
-    match family {
-        Some(family_id) => revoke_family(conn, family_id).await.map(|()| true),
-        None => Ok(false),
+    let mut tx = conn.begin().await.map_err(DbError::unconstrained)?;
+    let family: Option<Uuid> = sqlx::query_scalar(
+        "SELECT f.id FROM refresh_tokens f JOIN refresh_tokens t ON t.family_id = f.id
+         WHERE t.token_hash = $1 FOR UPDATE OF f",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(DbError::unconstrained)?;
+    if let Some(family_id) = family {
+        revoke_family(&mut tx, family_id).await?;
     }
+    tx.commit().await.map_err(DbError::unconstrained)?;
+    Ok(family.is_some())
 }
 
+/// Revokes a family whose lock the caller holds. A statement of its own, after the lock: its
+/// snapshot then includes a token that the rotation it waited for added.
 async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<(), DbError> {
     sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
         .bind(family_id)
@@ -119,12 +149,20 @@ async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<(), D
     Ok(())
 }
 
-/// Revokes every session of the account (password change, disabling).
+/// Revokes every session of the account (password change, disabling), its families locked
+/// first, in one order so that two revocations cannot deadlock.
 pub async fn revoke_user(conn: &mut PgConnection, user_id: Uuid) -> Result<(), DbError> {
-    sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
+    let mut tx = conn.begin().await.map_err(DbError::unconstrained)?;
+    sqlx::query("SELECT 1 FROM refresh_tokens WHERE user_id = $1 AND id = family_id ORDER BY id FOR UPDATE")
         .bind(user_id)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await
         .map_err(DbError::unconstrained)?;
+    sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::unconstrained)?;
+    tx.commit().await.map_err(DbError::unconstrained)?;
     Ok(())
 }

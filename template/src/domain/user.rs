@@ -87,11 +87,23 @@ impl UserStatus {
 }
 
 /// What signing in checks.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Credentials {
     pub id: Uuid,
     pub password_hash: String,
     pub status: UserStatus,
+}
+
+/// Without the hash: a debug print or an error report must not carry what an attacker would
+/// crack offline.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id)
+            .field("password_hash", &"[redacted]")
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 /// The permissions roles grant, as named in the `permissions` table.
@@ -117,6 +129,23 @@ mod tests {
         assert_eq!(check_new_password(&"é".repeat(129)), Err(Rejected::PasswordLength));
         assert_eq!(check_offered_password("short"), Ok(()));
         assert_eq!(check_offered_password(&"x".repeat(129)), Err(Rejected::PasswordTooLong));
+    }
+
+    #[test]
+    fn credentials_print_without_the_hash() {
+        let credentials = Credentials {
+            id: Uuid::nil(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+            status: UserStatus::Active,
+        };
+
+        let printed = format!("{credentials:?} {credentials:#?}");
+
+        assert!(!printed.contains("argon2id"), "{printed}");
+        assert!(
+            printed.contains("[redacted]") && printed.contains("Active"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -381,12 +381,20 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>
         (status = 401, description = "No valid access token"),
         (status = 403, description = "The current password is wrong"),
         (status = 422, description = "Invalid fields"),
+        (status = 429, description = "Too many attempts from this address or for this account"),
+        (status = 503, description = "Too many sign-ins at once"),
     ))]
 async fn change_password(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     user: CurrentUser,
     Valid(body): Valid<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
+    state
+        .auth
+        .sign_in
+        .check_signed_in(ip, user.id)
+        .map_err(|limited| refuse(&state.metrics, limited))?;
     let mut conn = state.db.acquire().await?;
     let account = db::users::credentials_by_id(&mut conn, user.id).await?;
     drop(conn);

@@ -1,12 +1,14 @@
 //! Who the client is: the connection's peer address, or, when the connection comes from a
 //! trusted proxy, the address that proxy names in `X-Forwarded-For`. Resolved once per request
-//! for the rate limits and the logs.
+//! for the rate limits and the logs. A trusted proxy also says whether the client came over
+//! HTTPS, and only then does the response carry `Strict-Transport-Security`: the service
+//! itself speaks plain HTTP, where the header means nothing.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
@@ -58,16 +60,37 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     client
 }
 
-/// Resolves the client address and stores it on the request.
+/// Whether the client reached the proxy over HTTPS: only a trusted proxy's
+/// `X-Forwarded-Proto` can say so (its last value, the one the nearest proxy wrote).
+pub fn over_https(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&peer))
+        && headers
+            .get_all("x-forwarded-proto")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .next_back()
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Two years, subdomains included: browsers then refuse plain HTTP to this host.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
+
+/// Resolves the client address and stores it on the request; marks HTTPS responses with HSTS.
 pub async fn resolve_client(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
     let ip = client_ip(peer, request.headers(), &state.trusted_proxies);
+    let https = over_https(peer, request.headers(), &state.trusted_proxies);
     tracing::Span::current().record("client_ip", tracing::field::display(ip));
     request.extensions_mut().insert(ClientIp(ip));
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if https {
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
+    response
 }
 
 /// The address resolved for `request`, or the unspecified address when none was (a route
@@ -107,5 +130,26 @@ mod tests {
         // A trusted peer without the header, or with garbage, is the client itself.
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
         assert_eq!(client_ip(proxy, &forwarded("not-an-ip"), &trusted), proxy);
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_says_the_client_came_over_https() {
+        let proxy: IpAddr = "10.0.0.5".parse().expect("ip");
+        let stranger: IpAddr = "198.51.100.9".parse().expect("ip");
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let proto = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-proto", HeaderValue::from_str(value).expect("header"));
+            headers
+        };
+
+        assert!(over_https(proxy, &proto("https"), &trusted));
+        assert!(
+            over_https(proxy, &proto("http, HTTPS"), &trusted),
+            "the nearest proxy's word"
+        );
+        assert!(!over_https(proxy, &proto("https, http"), &trusted));
+        assert!(!over_https(proxy, &HeaderMap::new(), &trusted));
+        assert!(!over_https(stranger, &proto("https"), &trusted));
     }
 }

@@ -1,24 +1,31 @@
-//! The accept loop. `axum::serve` has no header-read timeout and no connection limit, so
-//! connections are served with hyper directly: slow or silent clients are dropped, open
-//! connections are capped, and shutdown drains in-flight requests up to a deadline.
+//! The accept loop. `axum::serve` has no header-read timeout, no idle timeout and no
+//! connection limits, so connections are served with hyper directly: slow, silent or idle
+//! clients are dropped, open connections are capped in all and per client, and shutdown
+//! drains in-flight requests up to a deadline.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::ConnectInfo;
-use axum::{Extension, Router};
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use ipnet::IpNet;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tower::ServiceExt;
 
-use crate::config::ServerConfig;
+use crate::AppState;
+use crate::limits::network;
 
 /// What an HTTP/2 client sends first; hyper reads up to this much to pick the protocol.
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -26,11 +33,12 @@ const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Serves `app` on `listener` until `shutdown` completes. Then it keeps serving for the
 /// configured shutdown delay, so load balancers see readiness fail and stop routing here,
 /// stops accepting, and gives open requests until the shutdown timeout to finish.
-pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, app: Router, state: &AppState, shutdown: impl Future<Output = ()>) {
+    let config = &state.config.server;
     let header_timeout = config.header_read_timeout();
     let mut builder = Builder::new(TokioExecutor::new());
-    // The header-read timer also runs while a keep-alive connection sits idle, so it doubles
-    // as the HTTP/1 idle timeout.
+    // The header-read timer also runs while a keep-alive connection sits idle, so for HTTP/1
+    // it is a shorter idle timeout too.
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -43,9 +51,21 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
         .keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10));
 
-    let graceful = GracefulShutdown::new();
+    let (drain, draining) = watch::channel(false);
+    let connection = Connection {
+        builder,
+        header_timeout,
+        idle_timeout: config.idle_timeout(),
+        draining,
+    };
     let mut connections = JoinSet::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let per_client = Arc::new(PerClient {
+        open: Mutex::default(),
+        max: config.max_connections_per_client,
+        exempt: Arc::clone(&state.trusted_proxies),
+        ipv6_prefix: state.config.rate_limit.ipv6_prefix,
+    });
     let shutdown = async {
         shutdown.await;
         tracing::info!(
@@ -74,35 +94,211 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
             },
             () = &mut shutdown => break,
         };
-        // Handlers and middleware see the peer as `ConnectInfo`, as with `axum::serve`.
-        let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(peer))));
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let Some(client) = PerClient::enter(&per_client, peer.ip()) else {
+            state.metrics.security_event("connection_refused");
+            tracing::debug!(%peer, "the client holds its share of connections; connection closed");
+            continue;
+        };
+        let held = Held::new(permit, client, state.metrics.open_connections.clone());
+        let (connection, app) = (connection.clone(), app.clone());
         connections.spawn(async move {
-            let _permit = permit;
-            if !sends_protocol_within(&stream, header_timeout).await {
-                tracing::debug!(%peer, "client sent no request in time; connection dropped");
-                return;
-            }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, error = %err, "connection closed with an error");
-            }
+            let _held = held;
+            connection.serve(stream, peer, app).await;
         });
     }
     drop(listener);
+    let _ = drain.send(true);
 
-    tracing::info!(open_connections = graceful.count(), "draining in-flight requests");
-    if tokio::time::timeout(config.shutdown_timeout(), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    tracing::info!(open_connections = connections.len(), "draining in-flight requests");
+    let drained = tokio::time::timeout(config.shutdown_timeout(), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
         tracing::warn!(
             open_connections = connections.len(),
             "shutdown timeout elapsed; closing the remaining connections"
         );
     }
     connections.shutdown().await;
+}
+
+/// How each connection is served; a copy goes to every connection's task.
+#[derive(Clone)]
+struct Connection {
+    builder: Builder<TokioExecutor>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    /// Turns true when the server drains.
+    draining: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Serves `app` on `stream` until the connection ends, closing it gracefully (HTTP/1 after
+    /// the response in flight, HTTP/2 with GOAWAY once its streams finish) when the server
+    /// drains or the connection has started no request for the idle timeout.
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, app: Router) {
+        if !sends_protocol_within(&stream, self.header_timeout).await {
+            tracing::debug!(%peer, "client sent no request in time; connection dropped");
+            return;
+        }
+        let activity = Activity::new();
+        let service = TowerToHyperService::new(with_peer(app, peer, activity.clone()));
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let mut connection = std::pin::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(err) = served {
+                        tracing::debug!(%peer, error = %err, "connection closed with an error");
+                    }
+                    break;
+                }
+                _ = self.draining.wait_for(|draining| *draining), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = activity.idle(self.idle_timeout), if !closing => {
+                    tracing::debug!(%peer, "idle connection closed");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// `app` for one connection: handlers see the peer as `ConnectInfo`, as with `axum::serve`,
+/// and each request counts as activity.
+fn with_peer(
+    app: Router,
+    peer: SocketAddr,
+    activity: Activity,
+) -> impl tower::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
++ Send {
+    app.map_request(move |mut request: Request<Incoming>| {
+        activity.touch();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    })
+}
+
+/// Open connections per client address, so that no one client takes every slot.
+#[derive(Debug)]
+struct PerClient {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    max: usize,
+    /// Trusted proxies carry many clients each; they are not limited.
+    exempt: Arc<[IpNet]>,
+    ipv6_prefix: u8,
+}
+
+/// A connection counted against its client, given back when dropped.
+#[derive(Debug)]
+struct ClientSlot {
+    counted: Option<(Arc<PerClient>, IpAddr)>,
+}
+
+impl PerClient {
+    /// Counts a connection from `peer`, or `None` when the client already holds its share.
+    fn enter(this: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
+        if this.exempt.iter().any(|net| net.contains(&peer)) {
+            return Some(ClientSlot { counted: None });
+        }
+        let client = network(peer, this.ipv6_prefix);
+        let mut open = this.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(client).or_default();
+        if *count >= this.max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            counted: Some((Arc::clone(this), client)),
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let Some((per_client, client)) = self.counted.take() else {
+            return;
+        };
+        let mut open = per_client.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&client);
+            }
+        }
+    }
+}
+
+/// What an open connection holds: its slot in all and its client's, and the gauge of open
+/// connections, all given back when the connection ends.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _client: ClientSlot,
+    open: Gauge,
+}
+
+impl Held {
+    fn new(permit: OwnedSemaphorePermit, client: ClientSlot, open: Gauge) -> Self {
+        open.inc();
+        Self {
+            _permit: permit,
+            _client: client,
+            open,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+/// When a connection last started a request, for the idle timeout.
+#[derive(Debug, Clone)]
+struct Activity {
+    opened: Instant,
+    /// Milliseconds from `opened` to the last request.
+    last: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            last: Arc::default(),
+        }
+    }
+
+    fn touch(&self) {
+        let since_opened = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(since_opened, Ordering::Relaxed);
+    }
+
+    /// Completes once no request has started for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let last = self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let deadline = last + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
 }
 
 /// Waits until the client has sent enough to tell HTTP/1 from HTTP/2, without consuming it.

@@ -243,6 +243,45 @@ async fn concurrent_refreshes_with_one_token_never_leave_two_live_sessions() {
     assert!(live_rows <= 1, "{live_rows} live refresh tokens");
 }
 
+#[tokio::test]
+async fn a_revocation_during_a_rotation_also_revokes_the_token_it_adds() {
+    let app = TestApp::spawn().await;
+    let user = app.user("ada@example.com", "user").await;
+    let lifetimes = app.state.config.auth.session_lifetimes();
+    let [first, second, third] = ["first", "second", "third"].map(service::auth::refresh::hash);
+    let mut conn = app.state.db.acquire().await.expect("connection");
+    db::refresh_tokens::start_family(&mut conn, user.id, &first, lifetimes)
+        .await
+        .expect("family");
+
+    // A rotation in flight: its transaction has added the next token but not committed.
+    let mut rotating = app.state.db.pool().begin().await.expect("transaction");
+    let rotated = db::refresh_tokens::rotate(&mut rotating, &first, &second, lifetimes.idle)
+        .await
+        .expect("rotate");
+    assert!(matches!(rotated, db::refresh_tokens::Rotation::Rotated { .. }));
+    let database = app.state.db.clone();
+    let revoking = tokio::spawn(async move {
+        let mut conn = database.acquire().await.expect("connection");
+        db::refresh_tokens::revoke_family_of(&mut conn, &first)
+            .await
+            .expect("revoke")
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!revoking.is_finished(), "the revocation waits for the family's lock");
+    rotating.commit().await.expect("commit");
+    assert!(revoking.await.expect("task"));
+
+    let after = db::refresh_tokens::rotate(&mut conn, &second, &third, lifetimes.idle)
+        .await
+        .expect("rotate");
+    assert_eq!(
+        after,
+        db::refresh_tokens::Rotation::Refused,
+        "the newest token is revoked too"
+    );
+}
+
 /// Sends `body` to `path` from `count` tasks at once; the responses' statuses and bodies.
 async fn concurrently(app: &TestApp, path: &str, count: usize, body: impl Fn(usize) -> Value) -> Vec<(u16, Value)> {
     let mut tasks = tokio::task::JoinSet::new();

@@ -36,6 +36,16 @@ async fn the_openapi_document_describes_every_route_with_problem_errors() {
 }
 
 #[tokio::test]
+async fn the_docs_can_be_switched_off() {
+    let app = TestApp::spawn_with(|config| config.server.docs = false, axum::Router::new()).await;
+
+    for path in ["/openapi.json", "/docs/", "/docs/index.html"] {
+        assert_eq!(app.get(path).await.status(), 404, "{path}");
+    }
+    assert_eq!(app.get("/health/live").await.status(), 200);
+}
+
+#[tokio::test]
 async fn swagger_ui_is_served_from_the_binary() {
     let app = TestApp::spawn().await;
 

@@ -82,14 +82,14 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let address = listener.local_addr().expect("local address");
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-        let server_config = state.config.server.clone();
-        let lifecycle = state.lifecycle.clone();
+        let server_state = state.clone();
         let server = tokio::spawn(async move {
+            let lifecycle = server_state.lifecycle.clone();
             let signal = async move {
                 let _ = shutdown_signal.await;
                 lifecycle.start_draining();
             };
-            server::serve(listener, router, &server_config, signal).await;
+            server::serve(listener, router, &server_state, signal).await;
         });
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -242,12 +242,17 @@ impl Gate {
         let handler = move || {
             let gate = gate.clone();
             async move {
-                gate.entered.notify_one();
-                let _ = gate.open.acquire().await.map(SemaphorePermit::forget);
+                gate.pass().await;
                 "released"
             }
         };
         get(handler.clone()).post(handler)
+    }
+
+    /// Says a request has arrived, then waits until the gate opens.
+    pub async fn pass(&self) {
+        self.entered.notify_one();
+        let _ = self.open.acquire().await.map(SemaphorePermit::forget);
     }
 
     /// Waits until a request has reached the handler.

@@ -47,10 +47,26 @@ async fn sleeps_in_the_database(State(state): State<AppState>) -> Result<&'stati
     Ok("slept")
 }
 
+/// Takes a connection, waits at the gate, then queries on that connection.
+async fn queries_after_the_gate(state: AppState, gate: Gate) -> Result<&'static str, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    gate.pass().await;
+    sqlx::query("SELECT 1")
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError::unconstrained)?;
+    Ok("queried")
+}
+
 fn probes(gate: &Gate) -> Router<AppState> {
+    let gated = gate.clone();
     Router::new()
         .route("/probe/echo", post(echo))
         .route("/probe/hold", gate.route())
+        .route(
+            "/probe/query-after-gate",
+            get(move |State(state): State<AppState>| queries_after_the_gate(state, gated.clone())),
+        )
         .route("/probe/panic", get(panics))
         .route("/probe/db", get(needs_a_connection))
         .route("/probe/sleep", get(sleeps_in_the_database))
@@ -301,6 +317,31 @@ async fn a_statement_over_the_statement_timeout_is_a_503_problem() {
 }
 
 #[tokio::test]
+async fn a_connection_lost_mid_request_is_a_503_problem_with_retry_after() {
+    let (app, gate) = spawn_gated(|_| {}).await;
+    let request = tokio::spawn(app.request(Method::GET, "/probe/query-after-gate").send());
+    gate.entered().await;
+
+    // What a restart or a failover does to the connections open at the time.
+    let name = app.database.name().to_owned();
+    app.database
+        .admin(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await;
+    gate.open();
+
+    let response = request.await.expect("task").expect("request");
+    assert_eq!(response.headers()["retry-after"], "1");
+    problem(response, 503).await;
+    assert_eq!(
+        app.get("/probe/db").await.status(),
+        200,
+        "a new connection serves again"
+    );
+}
+
+#[tokio::test]
 async fn an_exhausted_pool_is_a_503_problem_with_retry_after() {
     let app = spawn_with(|config| {
         config.database.max_connections = 1;
@@ -342,6 +383,29 @@ async fn responses_carry_security_headers_and_large_ones_are_compressed() {
 }
 
 #[tokio::test]
+async fn hsts_goes_only_to_clients_a_trusted_proxy_saw_over_https() {
+    let behind_proxy = spawn_with(|config| config.rate_limit.trusted_proxies = "127.0.0.1".to_owned()).await;
+    let exposed = spawn_with(|_| {}).await;
+    let hsts = |app: &TestApp, proto: &'static str| {
+        let request = app
+            .request(Method::GET, "/health/live")
+            .header("x-forwarded-proto", proto)
+            .send();
+        async move {
+            let response = request.await.expect("request");
+            response.headers().get("strict-transport-security").cloned()
+        }
+    };
+
+    assert_eq!(
+        hsts(&behind_proxy, "https").await.expect("HSTS over HTTPS"),
+        "max-age=63072000; includeSubDomains"
+    );
+    assert_eq!(hsts(&behind_proxy, "http").await, None);
+    assert_eq!(hsts(&exposed, "https").await, None, "an untrusted peer's word");
+}
+
+#[tokio::test]
 async fn cors_allows_only_configured_origins() {
     let app = spawn_with(|config| config.server.cors_allowed_origins = "https://app.example.com".to_owned()).await;
     let preflight = |origin: &'static str| {
@@ -380,4 +444,38 @@ async fn cors_allows_only_configured_origins() {
         exposed.contains("etag") && exposed.contains("x-request-id"),
         "{exposed}"
     );
+}
+
+#[tokio::test]
+async fn cors_allows_every_method_the_api_documents() {
+    let app = spawn_with(|config| config.server.cors_allowed_origins = "https://app.example.com".to_owned()).await;
+    let document = json(app.get("/openapi.json").await).await;
+    let mut methods: Vec<String> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|operations| operations.as_object().expect("operations").keys())
+        .map(|method| method.to_uppercase())
+        .collect();
+    methods.sort();
+    methods.dedup();
+    assert!(!methods.is_empty(), "no operations in the document");
+
+    for method in methods {
+        let preflight = app
+            .request(Method::OPTIONS, "/health/live")
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", &method)
+            .send()
+            .await
+            .expect("request");
+        let allowed = preflight.headers()["access-control-allow-methods"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(
+            allowed.split(',').any(|allowed| allowed.trim() == method),
+            "{method} is not in {allowed}"
+        );
+    }
 }

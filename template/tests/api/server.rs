@@ -1,4 +1,5 @@
-//! Connection hygiene and graceful shutdown of the hyper accept loop.
+//! Connection hygiene and graceful shutdown of the hyper accept loop: timeouts, the limits on
+//! open connections in all and per client, and the idle timeout.
 
 use std::time::{Duration, Instant};
 
@@ -111,6 +112,78 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         .expect("served once the first connection closed")
         .expect("read");
     assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+}
+
+/// Sends one request on a new connection and checks the answer; returns the open connection.
+async fn served_connection(app: &TestApp) -> TcpStream {
+    let mut stream = TcpStream::connect(app.address).await.expect("connect");
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buffer = [0_u8; 512];
+    let read = stream.read(&mut buffer).await.expect("response");
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"), "served");
+    stream
+}
+
+#[tokio::test]
+async fn one_client_holds_at_most_its_share_of_connections() {
+    let app = TestApp::spawn_with(|config| config.server.max_connections_per_client = 2, Router::new()).await;
+    let _held = [served_connection(&app).await, served_connection(&app).await];
+
+    let mut third = TcpStream::connect(app.address).await.expect("the kernel accepts it");
+    let (_, received) = until_closed(&mut third, Duration::from_secs(5)).await;
+
+    assert!(received.is_empty(), "closed without an answer");
+    let metrics = app.state.metrics.render(app.state.db.stats());
+    assert!(
+        metrics.contains(r#"security_events_total{event="connection_refused"} 1"#),
+        "{metrics}"
+    );
+    assert_eq!(app.state.metrics.open_connections.get(), 2);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_may_hold_any_number_of_connections() {
+    let app = TestApp::spawn_with(
+        |config| {
+            config.server.max_connections_per_client = 1;
+            config.rate_limit.trusted_proxies = "127.0.0.1".to_owned();
+        },
+        Router::new(),
+    )
+    .await;
+
+    let _held = [served_connection(&app).await, served_connection(&app).await];
+
+    assert_eq!(app.state.metrics.open_connections.get(), 2);
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let app = TestApp::spawn_with(|config| config.server.idle_timeout_secs = 1, Router::new()).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let response = client.get(app.url("/health/live")).send().await.expect("request");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(app.state.metrics.open_connections.get(), 1);
+    let started = Instant::now();
+
+    let closed = async {
+        while app.state.metrics.open_connections.get() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the idle connection is closed");
+
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(800), "closed too early: {elapsed:?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The issuer's own rate limits over HTTP: per account for requests with an access token,
-//! and per address and per account on sign-in, so that neither one address guessing many
-//! accounts nor many addresses guessing one get far.
+//! and per address and per account on sign-in and password changes, so that neither one
+//! address guessing many accounts, nor many addresses guessing one, nor a stolen access token
+//! guessing its account's password get far.
 
 use reqwest::Method;
 use serde_json::json;
@@ -54,4 +55,24 @@ async fn sign_ins_are_limited_per_account_and_per_address() {
     // ada; a fifth attempt is over the address limit whatever the account.
     assert_limited(attempt("ada@example.com", "198.51.100.7").await.expect("request")).await;
     assert_limited(attempt("new@example.com", "198.51.100.7").await.expect("request")).await;
+}
+
+#[tokio::test]
+async fn password_changes_are_limited_like_sign_ins() {
+    let app = spawn(|config| config.auth.sign_in_per_account_per_minute = 2).await;
+    let ada = signed_in(&app, "ada@example.com").await;
+    let change = json!({"current_password": "a guess at the password", "new_password": "a brand new password"});
+    let guess = || {
+        authorized(
+            &app,
+            Method::POST,
+            "/api/v1/auth/password",
+            &ada["access_token"],
+            Some(&change),
+        )
+    };
+
+    assert_eq!(guess().await.status(), 403);
+    assert_eq!(guess().await.status(), 403);
+    assert_limited(guess().await).await;
 }

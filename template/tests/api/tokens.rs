@@ -218,6 +218,16 @@ fn unusable_keys_and_the_development_key_in_production_are_refused() {
 
     assert!(error(|_| {}, Environment::Production).contains("is the development key"));
     assert!(
+        error(
+            |config| {
+                config.signing_key = Some(OTHER_PRIVATE_KEY.into());
+                config.verification_keys = DEVELOPMENT_PUBLIC_KEY.to_owned();
+            },
+            Environment::Production
+        )
+        .contains("APP_AUTH__VERIFICATION_KEYS: key 1 is the development key")
+    );
+    assert!(
         error(|config| config.signing_key = None, Environment::Development)
             .contains("APP_AUTH__SIGNING_KEY is not set")
     );

@@ -1,6 +1,10 @@
 //! Tokens of another service: accepted with the permissions in their `scope`; refused for
 //! every claim that is off and every forgery; the issuer's keys cached, fetched again on an
-//! unknown key id at a bounded rate, and kept while the issuer is down.
+//! unknown key id at a bounded rate, kept while the issuer is down, and read no further than
+//! their size cap.
+
+use std::io::{Read, Write};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::Response;
@@ -179,6 +183,35 @@ async fn the_service_serves_its_probes_while_the_issuer_was_never_reached() {
     assert_eq!(app.get("/health/ready").await.status(), 200);
     refused(&app, &app.issuer.token(Uuid::now_v7(), "")).await;
     assert_eq!(app.state.auth.tokens.fetches(), 1);
+}
+
+#[tokio::test]
+async fn an_endless_key_set_is_cut_off_at_its_size_cap() {
+    // A key set streamed without end, in chunks with no declared length.
+    let endless = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let address = endless.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for mut socket in endless.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _request = socket.read(&mut [0; 4096]);
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                let chunk = format!("1000\r\n{}\r\n", " ".repeat(0x1000));
+                let _ = socket.write_all(head.as_bytes());
+                while socket.write_all(chunk.as_bytes()).is_ok() {}
+            });
+        }
+    });
+    let app = spawn(|config| {
+        config.auth.jwks_url = format!("http://{address}/.well-known/jwks.json");
+        config.auth.jwks_timeout_ms = 60_000;
+    })
+    .await;
+
+    // Refused once the cap is passed, long before the fetch's own timeout would end it.
+    let token = app.issuer.token(Uuid::now_v7(), "");
+    tokio::time::timeout(Duration::from_secs(10), refused(&app, &token))
+        .await
+        .expect("the fetch stops at the size cap");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The rules every rendered manifest keeps: names and namespaces, the organisation's
 //! conventions (Pod Security level, labels, image registries), no service account token, a
-//! restricted security context, probes, resources and a graceful stop. A break fails the
-//! render with the manifest and field named.
+//! restricted security context, probes, resources, a graceful stop, TLS on every Ingress host
+//! and token keys over HTTPS. A break fails the render with the manifest and field named.
 
 use anyhow::ensure;
 use serde_json::Value;
@@ -76,6 +76,8 @@ pub fn check(manifest: &Value, conventions: &Conventions) -> anyhow::Result<()> 
             Ok(())
         }
         "Job" => check_pod(manifest, "spec.template", conventions),
+        "ConfigMap" => check_token_keys(manifest),
+        "Ingress" => check_ingress_tls(manifest),
         "HorizontalPodAutoscaler" => require(
             manifest,
             "apiVersion",
@@ -169,6 +171,41 @@ fn check_pod(manifest: &Value, template: &str, conventions: &Conventions) -> any
     Ok(())
 }
 
+/// Token keys over HTTPS only: every environment here runs in production mode, and a key set
+/// fetched in the clear lets whoever is on the path sign tokens the service accepts.
+fn check_token_keys(manifest: &Value) -> anyhow::Result<()> {
+    let url = lookup(manifest, "data.APP_AUTH__JWKS_URL");
+    ensure!(
+        url.is_none_or(|url| url.as_str().is_some_and(|url| url.starts_with("https://"))),
+        "data.APP_AUTH__JWKS_URL must be an https:// URL"
+    );
+    require(
+        manifest,
+        "data.APP_AUTH__JWKS_ALLOW_HTTP",
+        |value| value.is_null() || value == "false",
+        "must not allow plain HTTP",
+    )
+}
+
+/// Every host an Ingress routes is served over TLS.
+fn check_ingress_tls(manifest: &Value) -> anyhow::Result<()> {
+    let hosts_with_tls: Vec<&Value> = lookup(manifest, "spec.tls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|tls| tls["hosts"].as_array())
+        .flatten()
+        .collect();
+    let rules = lookup(manifest, "spec.rules").and_then(Value::as_array);
+    for (index, rule) in rules.into_iter().flatten().enumerate() {
+        ensure!(
+            hosts_with_tls.contains(&&rule["host"]),
+            "spec.rules.{index}.host must be listed in spec.tls: the API is served over HTTPS only"
+        );
+    }
+    Ok(())
+}
+
 pub fn require(manifest: &Value, path: &str, rule: impl Fn(&Value) -> bool, message: &str) -> anyhow::Result<()> {
     let value = lookup(manifest, path).unwrap_or(&Value::Null);
     ensure!(rule(value), "{} {message}", path.replace("\\.", "."));
@@ -225,6 +262,48 @@ mod tests {
         job["spec"]["template"]["spec"]["containers"][0]["image"] = json!("docker.io/m:1");
         let err = check(&job, &conventions).expect_err("refused").to_string();
         assert!(err.contains("containers.0.image must come from"), "{err}");
+    }
+
+    #[test]
+    fn token_keys_over_plain_http_are_refused() {
+        let config = |data: Value| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "c", "namespace": "n" }, "data": data });
+        let conventions = Conventions::default();
+        let https = config(json!({ "APP_AUTH__JWKS_URL": "https://issuer.example.com/.well-known/jwks.json" }));
+        assert!(check(&https, &conventions).is_ok());
+        assert!(check(&config(json!({ "APP_LOG__FILTER": "info" })), &conventions).is_ok());
+
+        let http = config(json!({ "APP_AUTH__JWKS_URL": "http://issuer/.well-known/jwks.json" }));
+        let err = check(&http, &conventions).expect_err("refused").to_string();
+        assert_eq!(err, "data.APP_AUTH__JWKS_URL must be an https:// URL");
+        let allowed = config(json!({
+            "APP_AUTH__JWKS_URL": "https://issuer.example.com/.well-known/jwks.json",
+            "APP_AUTH__JWKS_ALLOW_HTTP": "true",
+        }));
+        let err = check(&allowed, &conventions).expect_err("refused").to_string();
+        assert_eq!(err, "data.APP_AUTH__JWKS_ALLOW_HTTP must not allow plain HTTP");
+    }
+
+    #[test]
+    fn an_ingress_host_without_tls_is_refused() {
+        let mut ingress = json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": { "name": "i", "namespace": "n" },
+            "spec": {
+                "tls": [{ "hosts": ["api.example.com"], "secretName": "i-tls" }],
+                "rules": [{ "host": "api.example.com" }]
+            }
+        });
+        let conventions = Conventions::default();
+        assert!(check(&ingress, &conventions).is_ok());
+
+        ingress["spec"]["rules"]
+            .as_array_mut()
+            .expect("rules")
+            .push(json!({ "host": "other.example.com" }));
+        let err = check(&ingress, &conventions).expect_err("refused").to_string();
+        assert!(err.starts_with("spec.rules.1.host must be listed in spec.tls"), "{err}");
+        ingress["spec"].as_object_mut().expect("spec").remove("tls");
+        let err = check(&ingress, &conventions).expect_err("refused").to_string();
+        assert!(err.starts_with("spec.rules.0.host"), "{err}");
     }
 
     #[test]
