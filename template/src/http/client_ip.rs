@@ -32,14 +32,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// The client address: the connection's peer, unless the peer is a trusted proxy; then the
-/// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left
-/// were written by the client and prove nothing).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
+/// Whether `ip` is one of the trusted proxies, whose forwarding headers count.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// The client behind the trusted proxy `proxy`: the rightmost `X-Forwarded-For` entry that is
+/// not itself a trusted proxy (entries further left were written by the client and prove
+/// nothing), or the proxy itself when the header names no one.
+fn forwarded_client(proxy: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let forwarded = headers
         .get_all("x-forwarded-for")
         .iter()
@@ -47,30 +48,39 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         .flat_map(|value| value.split(','))
         .map(str::trim)
         .collect::<Vec<_>>();
-    let mut client = peer;
+    let mut client = proxy;
     for entry in forwarded.iter().rev() {
         let Ok(ip) = entry.parse::<IpAddr>() else {
             break;
         };
         client = ip;
-        if !is_trusted(&ip) {
+        if !is_trusted(ip, trusted) {
             break;
         }
     }
     client
 }
 
-/// Whether the client reached the proxy over HTTPS: only a trusted proxy's
-/// `X-Forwarded-Proto` can say so (its last value, the one the nearest proxy wrote).
-pub fn over_https(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
-    trusted.iter().any(|net| net.contains(&peer))
-        && headers
-            .get_all("x-forwarded-proto")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .next_back()
-            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+/// Whether the client reached a trusted proxy over HTTPS, by the last `X-Forwarded-Proto`
+/// value: the one the nearest proxy wrote.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .next_back()
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Who the client of a connection from `peer` is, and whether it came over HTTPS: only a
+/// trusted proxy's forwarding headers can say anything other than the peer and plain HTTP.
+pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> (IpAddr, bool) {
+    if is_trusted(peer, trusted) {
+        (forwarded_client(peer, headers, trusted), forwarded_https(headers))
+    } else {
+        (peer, false)
+    }
 }
 
 /// Two years, subdomains included: browsers then refuse plain HTTP to this host.
@@ -82,8 +92,7 @@ pub async fn resolve_client(State(state): State<AppState>, mut request: Request,
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
-    let ip = client_ip(peer, request.headers(), &state.trusted_proxies);
-    let https = over_https(peer, request.headers(), &state.trusted_proxies);
+    let (ip, https) = resolve(peer, request.headers(), &state.trusted_proxies);
     tracing::Span::current().record("client_ip", tracing::field::display(ip));
     request.extensions_mut().insert(ClientIp(ip));
     let mut response = next.run(request).await;
@@ -122,14 +131,16 @@ mod tests {
         let client: IpAddr = "203.0.113.7".parse().expect("ip");
 
         // A spoofed leftmost entry is ignored: the proxy appended the real client last.
-        assert_eq!(client_ip(proxy, &forwarded("1.2.3.4, 203.0.113.7"), &trusted), client);
+        let client_ip = |peer, headers| resolve(peer, &headers, &trusted).0;
+
+        assert_eq!(client_ip(proxy, forwarded("1.2.3.4, 203.0.113.7")), client);
         // Through two trusted proxies.
-        assert_eq!(client_ip(proxy, &forwarded("203.0.113.7, 10.1.2.3"), &trusted), client);
+        assert_eq!(client_ip(proxy, forwarded("203.0.113.7, 10.1.2.3")), client);
         // From an untrusted peer the header means nothing.
-        assert_eq!(client_ip(stranger, &forwarded("203.0.113.7"), &trusted), stranger);
+        assert_eq!(client_ip(stranger, forwarded("203.0.113.7")), stranger);
         // A trusted peer without the header, or with garbage, is the client itself.
-        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
-        assert_eq!(client_ip(proxy, &forwarded("not-an-ip"), &trusted), proxy);
+        assert_eq!(client_ip(proxy, HeaderMap::new()), proxy);
+        assert_eq!(client_ip(proxy, forwarded("not-an-ip")), proxy);
     }
 
     #[test]
@@ -143,13 +154,12 @@ mod tests {
             headers
         };
 
-        assert!(over_https(proxy, &proto("https"), &trusted));
-        assert!(
-            over_https(proxy, &proto("http, HTTPS"), &trusted),
-            "the nearest proxy's word"
-        );
-        assert!(!over_https(proxy, &proto("https, http"), &trusted));
-        assert!(!over_https(proxy, &HeaderMap::new(), &trusted));
-        assert!(!over_https(stranger, &proto("https"), &trusted));
+        let over_https = |peer, headers| resolve(peer, &headers, &trusted).1;
+
+        assert!(over_https(proxy, proto("https")));
+        assert!(over_https(proxy, proto("http, HTTPS")), "the nearest proxy's word");
+        assert!(!over_https(proxy, proto("https, http")));
+        assert!(!over_https(proxy, HeaderMap::new()));
+        assert!(!over_https(stranger, proto("https")));
     }
 }

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::client_ip::is_trusted;
 use crate::AppState;
 use crate::limits::network;
 
@@ -211,7 +212,7 @@ struct ClientSlot {
 impl PerClient {
     /// Counts a connection from `peer`, or `None` when the client already holds its share.
     fn enter(this: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
-        if this.exempt.iter().any(|net| net.contains(&peer)) {
+        if is_trusted(peer, &this.exempt) {
             return Some(ClientSlot { counted: None });
         }
         let client = network(peer, this.ipv6_prefix);

@@ -27,6 +27,15 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Duration, Vec
     (started.elapsed(), received)
 }
 
+/// A client that speaks HTTP/2 from the first byte, as a gRPC or service-mesh client does.
+fn http2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client")
+}
+
 async fn with_header_timeout() -> TestApp {
     TestApp::spawn_with(|config| config.server.header_read_timeout_secs = 1, Router::new()).await
 }
@@ -71,11 +80,7 @@ async fn a_client_that_trickles_the_http2_preface_is_disconnected() {
 #[tokio::test]
 async fn http2_clients_are_served() {
     let app = TestApp::spawn().await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = http2_client();
 
     let response = client.get(app.url("/health/live")).send().await.expect("request");
 
@@ -163,11 +168,7 @@ async fn a_trusted_proxy_may_hold_any_number_of_connections() {
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed() {
     let app = TestApp::spawn_with(|config| config.server.idle_timeout_secs = 1, Router::new()).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = http2_client();
     let response = client.get(app.url("/health/live")).send().await.expect("request");
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(app.state.metrics.open_connections.get(), 1);
