@@ -97,6 +97,17 @@ pub fn check_workflow(sh: &Shell, project: &Path, port: &str) -> anyhow::Result<
         !refused.status.success() && stderr.contains("invalid migration name"),
         "bad name accepted: {stderr}"
     );
+    // Checked before cargo-mutants is looked for: a typo costs no install and no hour of runs.
+    let refused = xtask(sh)
+        .args(["mutants", "--file", "src/no_such_file.rs"])
+        .ignore_status()
+        .quiet()
+        .output()?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && stderr.contains("--file src/no_such_file.rs: no such file"),
+        "a missing file to mutate was accepted: {stderr}"
+    );
     let refused = xtask(sh).args(["db", "sideways"]).ignore_status().quiet().output()?;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     ensure!(

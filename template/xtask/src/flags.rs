@@ -28,6 +28,8 @@ pub enum Command {
     Bench(Bench),
     /// Run the tests with line coverage; reports in target/coverage.
     Coverage(Coverage),
+    /// Mutation testing with cargo-mutants: the small bugs in the service the tests miss.
+    Mutants(Mutants),
     /// Everything CI checks: formatting, lints, generated files, tests with the coverage gate.
     Ci,
 }
@@ -157,6 +159,14 @@ pub struct Coverage {
     /// Fail below this line coverage, in percent (default: the CI gate).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub fail_under: Option<u8>,
+}
+
+#[derive(Debug, Args)]
+pub struct Mutants {
+    /// Mutate only this file, e.g. src/http/authn.rs (globs as cargo-mutants takes them);
+    /// repeatable. Every file of the service when omitted: that takes an hour or more.
+    #[arg(long = "file", value_name = "FILE")]
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the workflows of this service in one place (database, dev loop, OpenAPI,
-//! images, Kubernetes manifests, benchmarks, coverage, CI). This file only parses the command line and dispatches; each command is its module.
+//! images, Kubernetes manifests, benchmarks, coverage, mutation testing, CI). This file only
+//! parses the command line and dispatches; each command is its module.
 
 mod bench;
 mod ci;
@@ -10,6 +11,7 @@ mod docker;
 mod engine;
 mod flags;
 mod k8s;
+mod mutants;
 mod openapi;
 mod project;
 
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         flags::Command::K8s(command) => k8s::run(&command),
         flags::Command::Bench(bench) => bench::run(&bench),
         flags::Command::Coverage(coverage) => coverage::run(&coverage),
+        flags::Command::Mutants(mutants) => mutants::run(&mutants),
         flags::Command::Ci => ci::run(),
     };
     match result {

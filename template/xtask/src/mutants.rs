@@ -1,0 +1,81 @@
+//! `cargo xtask mutants [--file F ...]`: mutation testing with cargo-mutants (installed when
+//! missing, at the version pinned here). Each mutant is one small bug put into the service (a
+//! comparison turned around, a function body replaced by a default value); the tests should
+//! fail for every one, and one they miss shows a gap in them. Every mutant costs a build and
+//! a test run, so this is not part of `ci`: point it at the files you changed. The report,
+//! with the missed mutants listed in `missed.txt`, lands in `target/mutants/mutants.out`.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::flags::Mutants;
+use crate::project;
+
+/// The cargo-mutants this command is written against: its flags and exit codes.
+const CARGO_MUTANTS_VERSION: &str = "27.1.0";
+
+pub fn run(flags: &Mutants) -> anyhow::Result<()> {
+    let root = project::root();
+    for file in &flags.files {
+        let glob = file.contains(['*', '?', '[']);
+        if !glob && !root.join(file).is_file() {
+            bail!("--file {file}: no such file in {}", root.display());
+        }
+    }
+    let sh = project::shell()?;
+    ensure_cargo_mutants(&sh)?;
+    // The mutants are built in a copy of the project, where `.env` may not be: the tests find
+    // their database through the environment instead.
+    if std::env::var_os("DATABASE_URL").is_none()
+        && let Some(url) = project::dotenv_get("DATABASE_URL")
+    {
+        sh.set_var("DATABASE_URL", url);
+    }
+    let cargo = project::cargo();
+    let package = project::package_field("name")?;
+    let output = root.join("target").join("mutants");
+    let files = flags.files.iter().flat_map(|file| ["--file", file.as_str()]);
+    let mutants = cmd!(sh, "{cargo} mutants --package {package} --output {output} {files...}");
+    let status = Command::from(mutants).status().context("cannot run cargo mutants")?;
+    let report = output.join("mutants.out");
+    match status.code() {
+        Some(0) => {
+            println!("every mutant was caught; report in {}", report.display());
+            Ok(())
+        }
+        Some(2) => bail!(
+            "the tests missed some mutants, listed in {}",
+            report.join("missed.txt").display()
+        ),
+        Some(3) => bail!(
+            "some mutants made the tests time out, listed in {}",
+            report.join("timeout.txt").display()
+        ),
+        Some(4) => bail!("the tests fail before any mutation: fix them first (`cargo test`)"),
+        _ => bail!("cargo mutants failed ({status})"),
+    }
+}
+
+/// cargo-mutants at the pinned version, installed on first use.
+fn ensure_cargo_mutants(sh: &Shell) -> anyhow::Result<()> {
+    let cargo = project::cargo();
+    let installed = cmd!(sh, "{cargo} mutants --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    if installed.split_whitespace().last() != Some(CARGO_MUTANTS_VERSION) {
+        println!("installing cargo-mutants {CARGO_MUTANTS_VERSION} (once)");
+        cmd!(
+            sh,
+            "{cargo} install cargo-mutants --version {CARGO_MUTANTS_VERSION} --locked"
+        )
+        .run()
+        .with_context(|| {
+            format!("cannot install cargo-mutants; install it with `cargo install cargo-mutants --version {CARGO_MUTANTS_VERSION} --locked`")
+        })?;
+    }
+    Ok(())
+}
