@@ -22,11 +22,11 @@ fn development_auth() -> AuthConfig {
 
 fn tokens(c: &mut Criterion) {
     let tokens = Tokens::new(&development_auth(), Environment::Development).expect("the development key");
-    let user = uuid::Uuid::new_v4();
+    let (user, session) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     c.bench_function("issue an access token", |b| {
-        b.iter(|| tokens.issue_access(black_box(user), &[]));
+        b.iter(|| tokens.issue_access(black_box(user), session, &[]));
     });
-    let token = tokens.issue_access(user, &[]).expect("issue");
+    let token = tokens.issue_access(user, session, &[]).expect("issue");
     // Verification is async for the verifier's sake; here it completes on its first poll.
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     c.bench_function("verify an access token", |b| {

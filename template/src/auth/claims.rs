@@ -25,6 +25,10 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Unique per token, for audit trails.
     pub jti: Uuid,
+    /// The session the token belongs to (its refresh-token family): the issuer refuses the
+    /// token once that session ends, at logout, a password change or disabling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
     /// The account's permissions when the token was issued, space-separated (RFC 9068), for
     /// services that check tokens without the issuer's database.
     #[serde(default)]

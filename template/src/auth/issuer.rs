@@ -168,8 +168,12 @@ impl Auth {
     /// request, so that a disabled account or a revoked role stops working at once rather
     /// than when its token expires; `None` when the account may no longer act.
     pub async fn permissions(&self, db: &Database, claims: &AccessClaims) -> Result<Option<Vec<String>>, DbError> {
+        // A token of ours names its session; one without is not ours to honour.
+        let Some(session) = claims.sid else {
+            return Ok(None);
+        };
         let mut conn = db.acquire().await?;
-        crate::db::users::active_permissions(&mut conn, claims.sub).await
+        crate::db::users::session_permissions(&mut conn, claims.sub, session).await
     }
 }
 

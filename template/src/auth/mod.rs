@@ -11,7 +11,7 @@ pub mod tokens;
 
 pub use claims::{AccessClaims, InvalidToken};
 pub use issuer::{Auth, AuthConfig, SignInLimits};
-pub use passwords::{Passwords, Saturated, Verdict};
+pub use passwords::{NewPassword, Passwords, Saturated, Verdict};
 pub use tokens::Tokens;
 {%- else %}
 pub mod remote;

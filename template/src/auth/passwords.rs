@@ -13,11 +13,21 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
 use super::AuthConfig;
+use crate::domain::user;
 
 /// Hashing is saturated: the caller should answer 503 with `Retry-After`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("password hashing is saturated")]
 pub struct Saturated;
+
+/// What became of a new password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewPassword {
+    /// Its PHC string, to store.
+    Hashed(String),
+    /// Too easy to guess (`domain::user::check_guessable`); not hashed.
+    Guessable,
+}
 
 /// The outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,10 +63,7 @@ impl Passwords {
         )
         .map_err(|err| anyhow::anyhow!("APP_AUTH__PASSWORD_*: {err}"))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_hash = argon2
-            .hash_password(b"a password no account has")
-            .map_err(|err| anyhow::anyhow!("cannot hash: {err}"))?
-            .to_string();
+        let dummy_hash = phc(&argon2, "a password no account has")?;
         let current_prefix = dummy_hash
             .rsplitn(3, '$')
             .nth(2)
@@ -73,14 +80,24 @@ impl Passwords {
         })
     }
 
-    /// A new PHC string for `password`.
+    /// A new PHC string for `password`, whatever its strength: a password that was accepted
+    /// once, hashed again with stronger parameters.
     pub async fn hash(&self, password: &SecretString) -> Result<anyhow::Result<String>, Saturated> {
         let password = password.clone();
+        self.run(move |argon2| phc(argon2, password.expose_secret())).await
+    }
+
+    /// A new password (registration, a change, an administrator): refused when too easy to
+    /// guess, else hashed. The estimate runs in the same blocking job as the hash, since it
+    /// too takes milliseconds.
+    pub async fn hash_new(&self, password: &SecretString) -> Result<anyhow::Result<NewPassword>, Saturated> {
+        let password = password.clone();
         self.run(move |argon2| {
-            argon2
-                .hash_password(password.expose_secret().as_bytes())
-                .map(|hash| hash.to_string())
-                .map_err(|err| anyhow::anyhow!("cannot hash: {err}"))
+            let password = password.expose_secret();
+            if user::check_guessable(password).is_err() {
+                return Ok(NewPassword::Guessable);
+            }
+            phc(argon2, password).map(NewPassword::Hashed)
         })
         .await
     }
@@ -124,4 +141,12 @@ impl Passwords {
         // A panic inside the hasher is a bug; surface it as such rather than as saturation.
         Ok(result.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic())))
     }
+}
+
+/// The PHC string of `password` with a fresh salt.
+fn phc(argon2: &Argon2<'_>, password: &str) -> anyhow::Result<String> {
+    argon2
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|err| anyhow::anyhow!("cannot hash: {err}"))
 }

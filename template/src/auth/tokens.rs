@@ -42,9 +42,9 @@ impl Tokens {
         self.access_ttl
     }
 
-    /// A new access token for `user` with `permissions`, valid from now for the configured
-    /// lifetime.
-    pub fn issue_access(&self, user: Uuid, permissions: &[String]) -> anyhow::Result<String> {
+    /// A new access token for `user` in `session` with `permissions`, valid from now for the
+    /// configured lifetime.
+    pub fn issue_access(&self, user: Uuid, session: Uuid, permissions: &[String]) -> anyhow::Result<String> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let lifetime = i64::try_from(self.access_ttl.as_secs())?;
         let claims = AccessClaims {
@@ -55,6 +55,7 @@ impl Tokens {
             nbf: now,
             exp: now + lifetime,
             jti: Uuid::new_v4(),
+            sid: Some(session),
             scope: permissions.join(" "),
         };
         let (kid, key) = self.keys.signing();

@@ -20,7 +20,13 @@ pub async fn run(config: &Config, email: &str) -> anyhow::Result<()> {
     user::check_new_password(secrecy::ExposeSecret::expose_secret(&password))
         .map_err(|rejected| anyhow::anyhow!("password {rejected}"))?;
     let passwords = crate::auth::Passwords::new(&config.auth)?;
-    let hash = passwords.hash(&password).await.map_err(|err| anyhow::anyhow!(err))??;
+    let crate::auth::NewPassword::Hashed(hash) = passwords
+        .hash_new(&password)
+        .await
+        .map_err(|err| anyhow::anyhow!(err))??
+    else {
+        anyhow::bail!("password {}", user::Rejected::PasswordGuessable);
+    };
     let db = Database::connect(&config.database)?;
     let mut conn = db
         .acquire()

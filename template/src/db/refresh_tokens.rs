@@ -26,20 +26,22 @@ fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
 }
 
-/// Starts a family for a new session of `user_id`, with its first token.
+/// Starts a family for a new session of `user_id`, with its first token; returns the family,
+/// which names the session.
 pub async fn start_family(
     conn: &mut PgConnection,
     user_id: Uuid,
     token_hash: &[u8],
     lifetimes: SessionLifetimes,
-) -> Result<(), DbError> {
+) -> Result<Uuid, DbError> {
+    let family_id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at, family_expires_at)
          VALUES ($1, $1, $2, $3,
                  now() + make_interval(secs => least($4, $5)),
                  now() + make_interval(secs => $5))",
     )
-    .bind(Uuid::now_v7())
+    .bind(family_id)
     .bind(user_id)
     .bind(token_hash)
     .bind(seconds(lifetimes.idle))
@@ -47,7 +49,7 @@ pub async fn start_family(
     .execute(&mut *conn)
     .await
     .map_err(DbError::unconstrained)?;
-    Ok(())
+    Ok(family_id)
 }
 
 /// Marks the token `old_hash` used and adds `new_hash` to its family, holding the family's

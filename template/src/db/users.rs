@@ -136,18 +136,26 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<User>, DbE
         .map_err(classify)
 }
 
-/// The permissions of an active account through its roles; `None` when the account is
-/// missing or disabled.
-pub async fn active_permissions(conn: &mut PgConnection, id: Uuid) -> Result<Option<Vec<String>>, DbError> {
+/// The permissions of an active account through its roles, while its session `session` is
+/// live; `None` when the account is missing or disabled, or the session ended or lapsed.
+pub async fn session_permissions(
+    conn: &mut PgConnection,
+    id: Uuid,
+    session: Uuid,
+) -> Result<Option<Vec<String>>, DbError> {
     sqlx::query_scalar(
         "SELECT coalesce(array_agg(DISTINCT rp.permission) FILTER (WHERE rp.permission IS NOT NULL), '{}')
          FROM users u
          LEFT JOIN user_roles ur ON ur.user_id = u.id
          LEFT JOIN role_permissions rp ON rp.role = ur.role
          WHERE u.id = $1 AND u.status = 'active'
+           AND EXISTS (SELECT 1 FROM refresh_tokens f
+                       WHERE f.id = $2 AND f.user_id = u.id
+                         AND f.revoked_at IS NULL AND f.family_expires_at > now())
          GROUP BY u.id",
     )
     .bind(id)
+    .bind(session)
     .fetch_optional(&mut *conn)
     .await
     .map_err(classify)

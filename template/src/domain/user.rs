@@ -11,6 +11,13 @@ use validator::ValidateEmail;
 /// ask for; it is checked before any hashing.
 pub const PASSWORD_MIN_CHARS: usize = 12;
 pub const PASSWORD_MAX_CHARS: usize = 128;
+/// The least zxcvbn score (0 to 4) a new password needs. 3 means about 10^10 guesses: out of
+/// reach online and costly offline against Argon2id. Common and breached passwords, words
+/// with predictable substitutions, keyboard walks, repeats and dates score 0 to 2.
+const PASSWORD_MIN_SCORE: u8 = 3;
+/// Only this many leading characters are scored: the estimate's cost grows steeply with
+/// length (tens of milliseconds at 128), and a password whose start is hard to guess is too.
+const PASSWORD_SCORED_CHARS: usize = 32;
 /// Longest email address (RFC 5321's path limit less the angle brackets).
 pub const EMAIL_MAX_CHARS: usize = 254;
 
@@ -21,6 +28,8 @@ pub enum Rejected {
     PasswordLength,
     #[error("must be at most {PASSWORD_MAX_CHARS} characters")]
     PasswordTooLong,
+    #[error("is too easy to guess: avoid common passwords, names, dates and keyboard patterns")]
+    PasswordGuessable,
     #[error("must be an email address of at most {EMAIL_MAX_CHARS} characters")]
     Email,
 }
@@ -32,6 +41,18 @@ pub fn check_new_password(password: &str) -> Result<(), Rejected> {
         Ok(())
     } else {
         Err(Rejected::PasswordLength)
+    }
+}
+
+/// The rest of the policy for a new password: refused if it is too easy to guess, by an
+/// estimate that knows the most common and breached passwords. Takes up to a few
+/// milliseconds, so callers run it off the async workers.
+pub fn check_guessable(password: &str) -> Result<(), Rejected> {
+    let scored: String = password.chars().take(PASSWORD_SCORED_CHARS).collect();
+    if u8::from(zxcvbn::zxcvbn(&scored, &[]).score()) >= PASSWORD_MIN_SCORE {
+        Ok(())
+    } else {
+        Err(Rejected::PasswordGuessable)
     }
 }
 
@@ -129,6 +150,27 @@ mod tests {
         assert_eq!(check_new_password(&"é".repeat(129)), Err(Rejected::PasswordLength));
         assert_eq!(check_offered_password("short"), Ok(()));
         assert_eq!(check_offered_password(&"x".repeat(129)), Err(Rejected::PasswordTooLong));
+    }
+
+    #[test]
+    fn common_and_patterned_passwords_are_too_easy_to_guess() {
+        for weak in [
+            "password1234",
+            "Password123!",
+            "qwertyuiop123",
+            "iloveyou2024",
+            "passwordpassword",
+        ] {
+            assert_eq!(check_guessable(weak), Err(Rejected::PasswordGuessable), "{weak}");
+        }
+        // Only the start is scored: a weak start is weak however long the rest.
+        assert_eq!(
+            check_guessable(&format!("{}{}", "1".repeat(32), "kX9#mP2$vL7@nQ4!")),
+            Err(Rejected::PasswordGuessable)
+        );
+        for strong in ["correct horse battery staple", "twelve chars", "Tr0ub4dor&3xx"] {
+            assert_eq!(check_guessable(strong), Ok(()), "{strong}");
+        }
     }
 
     #[test]

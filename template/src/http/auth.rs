@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-use validator::{Validate, ValidationError};
+use validator::{Validate, ValidationError, ValidationErrors};
 
 use super::authn::CurrentUser;
 use super::client_ip::ClientIp;
@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::extract::{Json, Valid};
 use super::throttle::refuse;
 use crate::AppState;
-use crate::auth::{Saturated, Verdict, refresh};
+use crate::auth::{NewPassword, Saturated, Verdict, refresh};
 use crate::db;
 use crate::db::refresh_tokens::Rotation;
 use crate::domain::user::{self, DEFAULT_ROLE, UserStatus};
@@ -78,8 +78,17 @@ fn rule(rejected: user::Rejected) -> ValidationError {
     let code = match rejected {
         user::Rejected::Email => "email",
         user::Rejected::PasswordLength | user::Rejected::PasswordTooLong => "length",
+        user::Rejected::PasswordGuessable => "guessable",
     };
     ValidationError::new(code).with_message(rejected.to_string().into())
+}
+
+/// A new password in `field` refused as too easy to guess: a field error like the others,
+/// found once the estimate has run off the async workers.
+fn guessable(field: &'static str) -> ApiError {
+    let mut errors = ValidationErrors::new();
+    errors.add(field, rule(user::Rejected::PasswordGuessable));
+    errors.into()
 }
 
 /// An email address and a password.
@@ -101,6 +110,8 @@ pub struct Registration {
     #[validate(custom(function = "email"))]
     #[schema(example = "ada@example.com", max_length = 254)]
     pub email: String,
+    /// 12 to 128 characters and hard to guess: common and breached passwords, keyboard patterns,
+    /// repeats and dates are refused with the code `guessable`.
     #[validate(custom(function = "password_policy"))]
     #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
     pub password: Password,
@@ -152,6 +163,8 @@ pub struct PasswordChange {
     #[validate(custom(function = "password_max"))]
     #[schema(value_type = String, format = Password, max_length = 128)]
     pub current_password: Password,
+    /// 12 to 128 characters and hard to guess: common and breached passwords, keyboard patterns,
+    /// repeats and dates are refused with the code `guessable`.
     #[validate(custom(function = "password_policy"))]
     #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
     pub new_password: Password,
@@ -197,7 +210,9 @@ async fn register(
         .sign_in
         .check(ip, &body.email)
         .map_err(|limited| refuse(&state.metrics, limited))?;
-    let hash = state.auth.passwords.hash(body.password.secret()).await??;
+    let NewPassword::Hashed(hash) = state.auth.passwords.hash_new(body.password.secret()).await?? else {
+        return Err(guessable("password"));
+    };
     let mut conn = state.db.acquire().await?;
     let created = db::users::insert(&mut conn, body.email.trim(), &hash, DEFAULT_ROLE).await?;
     if let Some(id) = created {
@@ -268,7 +283,7 @@ async fn login(
         db::users::set_password_hash(&mut conn, account.id, &hash).await?;
     }
     let (refresh_token, refresh_hash) = refresh::generate()?;
-    db::refresh_tokens::start_family(
+    let session = db::refresh_tokens::start_family(
         &mut conn,
         account.id,
         &refresh_hash,
@@ -278,22 +293,26 @@ async fn login(
     state.metrics.security_event("login_succeeded");
     tracing::info!(target: "security", event = "login_succeeded", user_id = %account.id, "signed in");
     Ok(Json(
-        token_pair(&state, &mut conn, account.id, refresh_token, BAD_CREDENTIALS).await?,
+        token_pair(&state, &mut conn, account.id, session, refresh_token, BAD_CREDENTIALS).await?,
     ))
 }
 
-/// A new pair for `user`, or `refused` when the account was disabled meanwhile.
+/// A new pair for `user` in `session`, or `refused` when the account was disabled or the
+/// session ended meanwhile.
 async fn token_pair(
     state: &AppState,
     conn: &mut PgConnection,
     user: Uuid,
+    session: Uuid,
     refresh_token: String,
     refused: ApiError,
 ) -> Result<TokenPair, ApiError> {
     // The permissions travel in the token for services that check it without this database.
-    let permissions = db::users::active_permissions(conn, user).await?.ok_or(refused)?;
+    let permissions = db::users::session_permissions(conn, user, session)
+        .await?
+        .ok_or(refused)?;
     Ok(TokenPair {
-        access_token: state.auth.tokens.issue_access(user, &permissions)?,
+        access_token: state.auth.tokens.issue_access(user, session, &permissions)?,
         token_type: "Bearer".to_owned(),
         expires_in: state.auth.tokens.access_ttl().as_secs(),
         refresh_token,
@@ -319,8 +338,8 @@ async fn refresh_session(
     let mut conn = state.db.acquire().await?;
     let idle = state.config.auth.session_lifetimes().idle;
     match db::refresh_tokens::rotate(&mut conn, &refresh::hash(&body.refresh_token), &new_hash, idle).await? {
-        Rotation::Rotated { user_id, .. } => Ok(Json(
-            token_pair(&state, &mut conn, user_id, refresh_token, BAD_REFRESH).await?,
+        Rotation::Rotated { user_id, family_id } => Ok(Json(
+            token_pair(&state, &mut conn, user_id, family_id, refresh_token, BAD_REFRESH).await?,
         )),
         Rotation::Reused { user_id, family_id } => {
             state.metrics.security_event("refresh_token_reused");
@@ -339,7 +358,8 @@ async fn refresh_session(
 
 /// Sign out
 ///
-/// Revokes the session the refresh token belongs to. Answers 204 for any token, known or not.
+/// Ends the session the refresh token belongs to: its refresh token and the access tokens
+/// issued in it stop working. Answers 204 for any token, known or not.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logout",
     request_body = RefreshRequest,
     responses((status = 204, description = "The session is over")))]
@@ -410,7 +430,9 @@ async fn change_password(
         tracing::warn!(target: "security", event = "password_change_refused", user_id = %user.id, "wrong current password");
         return Err(ApiError::Forbidden("the current password is wrong"));
     }
-    let hash = state.auth.passwords.hash(body.new_password.secret()).await??;
+    let NewPassword::Hashed(hash) = state.auth.passwords.hash_new(body.new_password.secret()).await?? else {
+        return Err(guessable("new_password"));
+    };
     let mut conn = state.db.acquire().await?;
     db::users::replace_password(&mut conn, user.id, &hash).await?;
     tracing::info!(target: "security", event = "password_changed", user_id = %user.id, "password changed; sessions revoked");

@@ -17,15 +17,21 @@ use crate::helpers::{TestApp, json, problem};
 pub const PASSWORD: &str = "correct horse battery staple";
 
 impl TestApp {
-    /// A new account with `role`, put straight into the database, and an access token for it:
-    /// the tests of signing in cover that path, the others need not pay for password hashing.
+    /// A new account with `role`, put straight into the database, a session and an access
+    /// token for it: the tests of signing in cover that path, the others need not pay for
+    /// password hashing.
     pub async fn user(&self, email: &str, role: &str) -> TestUser {
         let mut conn = self.state.db.acquire().await.expect("connection");
         let id = db::users::insert(&mut conn, email, "not a password hash", role)
             .await
             .expect("insert user")
             .expect("a new address");
-        let permissions = db::users::active_permissions(&mut conn, id)
+        let (_, refresh_hash) = service::auth::refresh::generate().expect("refresh token");
+        let session =
+            db::refresh_tokens::start_family(&mut conn, id, &refresh_hash, self.state.config.auth.session_lifetimes())
+                .await
+                .expect("session");
+        let permissions = db::users::session_permissions(&mut conn, id, session)
             .await
             .expect("permissions")
             .expect("an active account");
@@ -33,7 +39,7 @@ impl TestApp {
             .state
             .auth
             .tokens
-            .issue_access(id, &permissions)
+            .issue_access(id, session, &permissions)
             .expect("access token");
         TestUser { id, token }
     }
@@ -184,6 +190,40 @@ async fn passwords_outside_the_policy_are_refused_before_any_hashing() {
 }
 
 #[tokio::test]
+async fn common_passwords_are_refused_for_new_accounts_and_changes() {
+    let app = TestApp::spawn().await;
+    let session = signed_in(&app, "ada@example.com").await;
+    let refused = |response: Response, field: &'static str| async move {
+        let body = problem(response, 422).await;
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+        assert_eq!(body["errors"][0]["code"], "guessable", "{body}");
+        assert!(
+            !body.to_string().contains("Password123"),
+            "the password was echoed: {body}"
+        );
+    };
+
+    let register = json!({"email": "grace@example.com", "password": "Password123!"});
+    refused(app.post("/api/v1/auth/register", &register).await, "password").await;
+    let change = json!({"current_password": PASSWORD, "new_password": "Password123!"});
+    let changed = authorized(
+        &app,
+        Method::POST,
+        "/api/v1/auth/password",
+        &session["access_token"],
+        Some(&change),
+    )
+    .await;
+    refused(changed, "new_password").await;
+
+    // Nothing was stored: the old password still works and the address is still free.
+    assert_eq!(login(&app, "ada@example.com", PASSWORD).await.status(), 200);
+    let register = json!({"email": "grace@example.com", "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/auth/register", &register).await.status(), 202);
+    assert_eq!(login(&app, "grace@example.com", PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_refresh_token_works_once_and_its_reuse_ends_the_session() {
     let app = TestApp::spawn().await;
     let first = signed_in(&app, "ada@example.com").await;
@@ -305,6 +345,8 @@ async fn concurrently(app: &TestApp, path: &str, count: usize, body: impl Fn(usi
 async fn logout_ends_the_session_and_answers_alike_for_unknown_tokens() {
     let app = TestApp::spawn().await;
     let session = signed_in(&app, "ada@example.com").await;
+    let other = json(login(&app, "ada@example.com", PASSWORD).await).await;
+    let me = |token| authorized(&app, Method::GET, "/api/v1/auth/me", token, None);
 
     let logout = app
         .post(
@@ -314,6 +356,9 @@ async fn logout_ends_the_session_and_answers_alike_for_unknown_tokens() {
         .await;
     assert_eq!(logout.status(), 204);
     problem(refresh(&app, &session["refresh_token"]).await, 401).await;
+    // The session's access token ends with it, long before it expires; another session lives.
+    problem(me(&session["access_token"]).await, 401).await;
+    assert_eq!(me(&other["access_token"]).await.status(), 200);
     let unknown = app
         .post("/api/v1/auth/logout", &json!({"refresh_token": "no-such-token"}))
         .await;
@@ -348,11 +393,16 @@ async fn a_password_change_needs_the_current_password_and_ends_every_session() {
 
     problem(refresh(&app, &first["refresh_token"]).await, 401).await;
     problem(refresh(&app, &second["refresh_token"]).await, 401).await;
+    for session in [&first, &second] {
+        let me = authorized(&app, Method::GET, "/api/v1/auth/me", &session["access_token"], None).await;
+        problem(me, 401).await;
+    }
     problem(login(&app, "ada@example.com", PASSWORD).await, 401).await;
-    assert_eq!(
-        login(&app, "ada@example.com", "a brand new passphrase").await.status(),
-        200
-    );
+    let renewed = login(&app, "ada@example.com", "a brand new passphrase").await;
+    assert_eq!(renewed.status(), 200);
+    let renewed = json(renewed).await;
+    let me = authorized(&app, Method::GET, "/api/v1/auth/me", &renewed["access_token"], None).await;
+    assert_eq!(me.status(), 200);
 }
 
 #[tokio::test]
@@ -404,6 +454,36 @@ async fn refresh_tokens_lapse_when_idle_and_at_the_absolute_limit() {
 
     problem(refresh(&app, &idle["refresh_token"]).await, 401).await;
     problem(refresh(&app, &absolute["refresh_token"]).await, 401).await;
+}
+
+#[tokio::test]
+async fn a_session_lasts_as_configured_and_a_refresh_never_extends_it() {
+    let app = TestApp::spawn_with(
+        |config| {
+            config.auth.refresh_token_idle_secs = 600;
+            config.auth.refresh_token_absolute_secs = 3600;
+        },
+        axum::Router::new(),
+    )
+    .await;
+    let first = signed_in(&app, "ada@example.com").await;
+    assert_eq!(refresh(&app, &first["refresh_token"]).await.status(), 200);
+
+    // Each token's idle lifetime from its own creation, its family's end from the sign-in.
+    let lifetimes: Vec<(f64, f64)> = sqlx::query_as(
+        "SELECT extract(epoch FROM t.expires_at - t.created_at)::float8,
+                extract(epoch FROM t.family_expires_at - f.created_at)::float8
+         FROM refresh_tokens t JOIN refresh_tokens f ON f.id = t.family_id
+         ORDER BY t.created_at",
+    )
+    .fetch_all(app.state.db.pool())
+    .await
+    .expect("lifetimes");
+    assert_eq!(lifetimes.len(), 2, "the sign-in's token and the refresh's");
+    for (idle, absolute) in lifetimes {
+        assert!((idle - 600.0).abs() < 2.0, "idle lifetime {idle} s");
+        assert!((absolute - 3600.0).abs() < 2.0, "session lifetime {absolute} s");
+    }
 }
 
 #[tokio::test]
@@ -547,6 +627,46 @@ async fn only_administrators_manage_accounts_and_no_one_grants_themselves_a_role
 }
 
 #[tokio::test]
+async fn each_account_route_needs_its_own_permission_not_a_neighbour() {
+    let app = TestApp::spawn().await;
+    // Roles with one permission each: a check that accepted any permission would let them by.
+    sqlx::raw_sql(
+        "INSERT INTO roles (name, description) VALUES ('reader', 'reads'), ('writer', 'writes');
+         INSERT INTO role_permissions (role, permission) VALUES
+             ('reader', 'users:read'), ('writer', 'users:write');",
+    )
+    .execute(app.state.db.pool())
+    .await
+    .expect("roles");
+    let reader = app.user("reader@example.com", "reader").await;
+    let writer = app.user("writer@example.com", "writer").await;
+    let target = app.user("target@example.com", "user").await;
+    let status = |user: &TestUser, method: Method, path: String, body: Option<Value>| {
+        let token = json!(user.token);
+        let app = &app;
+        async move {
+            authorized(app, method, &path, &token, body.as_ref())
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let roles = format!("/api/v1/users/{}/roles", target.id);
+    let disable = format!("/api/v1/users/{}/disable", target.id);
+    let same_roles = Some(json!({"roles": ["user"]}));
+
+    assert_eq!(status(&reader, Method::GET, "/api/v1/users".into(), None).await, 200);
+    assert_eq!(
+        status(&reader, Method::PUT, roles.clone(), same_roles.clone()).await,
+        403
+    );
+    assert_eq!(status(&reader, Method::POST, disable.clone(), None).await, 403);
+    assert_eq!(status(&writer, Method::GET, "/api/v1/users".into(), None).await, 403);
+    assert_eq!(status(&writer, Method::PUT, roles, same_roles).await, 200);
+    assert_eq!(status(&writer, Method::POST, disable, None).await, 204);
+}
+
+#[tokio::test]
 async fn disabling_an_account_stops_its_tokens_at_once() {
     let app = TestApp::spawn().await;
     let user = signed_in(&app, "user@example.com").await;
@@ -578,13 +698,14 @@ async fn security_events_are_counted_in_the_metrics() {
     let app = TestApp::spawn().await;
     let session = signed_in(&app, "ada@example.com").await;
     problem(login(&app, "ada@example.com", "not the password at all").await, 401).await;
-    refresh(&app, &session["refresh_token"]).await;
-    refresh(&app, &session["refresh_token"]).await;
     problem(
         authorized(&app, Method::GET, "/api/v1/users", &session["access_token"], None).await,
         403,
     )
     .await;
+    // The reuse ends the session, its access token with it.
+    refresh(&app, &session["refresh_token"]).await;
+    refresh(&app, &session["refresh_token"]).await;
 
     let text = app.get("/metrics").await.text().await.expect("metrics");
 

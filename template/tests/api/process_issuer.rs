@@ -65,6 +65,13 @@ async fn create_admin_reads_the_password_from_stdin_and_refuses_a_taken_address(
     assert_eq!(weak.status.code(), Some(1));
     assert!(stderr_of(&weak).contains("password"), "{}", stderr_of(&weak));
     assert!(!stderr_of(&weak).contains("short"), "{}", stderr_of(&weak));
+    let common = create_admin(&database.url, "other@example.com", "password1234");
+    assert_eq!(common.status.code(), Some(1));
+    assert!(
+        stderr_of(&common).contains("too easy to guess"),
+        "{}",
+        stderr_of(&common)
+    );
 
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
         .await

@@ -3,6 +3,7 @@
 //! type, issuer or audience, expiry, not-before, missing claims).
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
 use serde_json::{Value, json};
 use service::auth::AuthConfig;
 use service::auth::claims::ACCESS_TOKEN_TYPE;
@@ -48,7 +49,7 @@ fn valid_claims() -> Value {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     json!({
         "sub": Uuid::new_v4(), "iss": config.issuer, "aud": config.audience,
-        "iat": now, "nbf": now, "exp": now + 300, "jti": Uuid::new_v4(),
+        "iat": now, "nbf": now, "exp": now + 300, "jti": Uuid::new_v4(), "sid": Uuid::new_v4(),
     })
 }
 
@@ -74,7 +75,7 @@ async fn an_issued_token_verifies_with_its_claims_and_lifetime() {
     let tokens = tokens(|_| {});
     let user = Uuid::new_v4();
 
-    let token = tokens.issue_access(user, &[]).expect("issue");
+    let token = tokens.issue_access(user, Uuid::new_v4(), &[]).expect("issue");
     let claims = tokens.verify_access(&token).await.expect("valid");
 
     assert_eq!(claims.sub, user);
@@ -83,6 +84,43 @@ async fn an_issued_token_verifies_with_its_claims_and_lifetime() {
     assert_eq!(header.alg, Algorithm::EdDSA);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     assert_eq!(header.kid.as_deref(), Some(DEVELOPMENT_KEY_ID));
+}
+
+#[tokio::test]
+async fn the_issuer_honours_a_token_only_within_a_live_session_of_its_account() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada@example.com", "user").await;
+    let grace = app.user("grace@example.com", "user").await;
+    let status = |token: String| async {
+        let request = app.request(Method::GET, "/api/v1/auth/me").bearer_auth(token);
+        request.send().await.expect("request").status().as_u16()
+    };
+    let session_of = |token: &str| {
+        let token = token.to_owned();
+        let tokens = &app.state.auth.tokens;
+        async move {
+            tokens
+                .verify_access(&token)
+                .await
+                .expect("valid")
+                .sid
+                .expect("a session")
+        }
+    };
+    assert_eq!(status(ada.token.clone()).await, 200);
+    let mut claims = valid_claims();
+    claims["sub"] = json!(ada.id);
+
+    // Signed with the service's own key and current, yet naming no session, an unknown one,
+    // or another account's.
+    claims.as_object_mut().expect("claims").remove("sid");
+    assert_eq!(status(signed(&claims)).await, 401);
+    claims["sid"] = json!(Uuid::new_v4());
+    assert_eq!(status(signed(&claims)).await, 401);
+    claims["sid"] = json!(session_of(&grace.token).await);
+    assert_eq!(status(signed(&claims)).await, 401);
+    claims["sid"] = json!(session_of(&ada.token).await);
+    assert_eq!(status(signed(&claims)).await, 200);
 }
 
 #[test]
@@ -195,14 +233,14 @@ async fn tokens_of_another_type_issuer_audience_or_time_are_refused() {
 #[tokio::test]
 async fn after_a_rotation_tokens_of_the_previous_key_still_verify() {
     let before = tokens(|_| {});
-    let old_token = before.issue_access(Uuid::new_v4(), &[]).expect("issue");
+    let old_token = before.issue_access(Uuid::new_v4(), Uuid::new_v4(), &[]).expect("issue");
     let after = tokens(|config| {
         config.signing_key = Some(OTHER_PRIVATE_KEY.into());
         config.verification_keys = DEVELOPMENT_PUBLIC_KEY.to_owned();
     });
 
     assert!(after.verify_access(&old_token).await.is_ok());
-    let new_token = after.issue_access(Uuid::new_v4(), &[]).expect("issue");
+    let new_token = after.issue_access(Uuid::new_v4(), Uuid::new_v4(), &[]).expect("issue");
     assert!(after.verify_access(&new_token).await.is_ok());
     // The service that never knew the new key refuses what it signs.
     assert_eq!(before.verify_access(&new_token).await, Err(InvalidToken::UnknownKey));
@@ -272,7 +310,12 @@ async fn the_key_set_publishes_every_verification_key_and_may_be_cached() {
     }
     // The published key verifies tokens the service issues.
     let decoding = jsonwebtoken::DecodingKey::from_ed_components(keys[0]["x"].as_str().expect("x")).expect("key");
-    let token = app.state.auth.tokens.issue_access(Uuid::new_v4(), &[]).expect("issue");
+    let token = app
+        .state
+        .auth
+        .tokens
+        .issue_access(Uuid::new_v4(), Uuid::new_v4(), &[])
+        .expect("issue");
     let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
     validation.set_audience(&[&app.state.config.auth.audience]);
     assert!(jsonwebtoken::decode::<Value>(&token, &decoding, &validation).is_ok());
