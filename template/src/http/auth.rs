@@ -73,6 +73,16 @@ fn email(email: &str) -> Result<(), ValidationError> {
     user::check_email(email).map_err(rule)
 }
 
+/// [`user::check_email`]'s rule as the document states it.
+fn email_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .max_length(Some(user::EMAIL_MAX_CHARS))
+        .pattern(Some(user::EMAIL_PATTERN))
+        .examples(["ada@example.com"])
+        .build()
+}
+
 /// A domain rule's refusal as a field error.
 fn rule(rejected: user::Rejected) -> ValidationError {
     let code = match rejected {
@@ -96,7 +106,7 @@ fn guessable(field: &'static str) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     #[validate(custom(function = "email"))]
-    #[schema(example = "ada@example.com", max_length = 254)]
+    #[schema(schema_with = email_schema)]
     pub email: String,
     #[validate(custom(function = "password_max"))]
     #[schema(value_type = String, format = Password, max_length = 128)]
@@ -108,7 +118,7 @@ pub struct Credentials {
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     #[validate(custom(function = "email"))]
-    #[schema(example = "ada@example.com", max_length = 254)]
+    #[schema(schema_with = email_schema)]
     pub email: String,
     /// 12 to 128 characters and hard to guess: common and breached passwords, keyboard patterns,
     /// repeats and dates are refused with the code `guessable`.

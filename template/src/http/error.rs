@@ -4,6 +4,10 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::header::Header;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
 use utoipa::{Modify, ToSchema};
 use validator::{ValidationErrors, ValidationErrorsKind};
@@ -40,21 +44,7 @@ pub struct ProblemBodies;
 
 impl Modify for ProblemBodies {
     fn modify(&self, openapi: &mut OpenApi) {
-        let operations = openapi.paths.paths.values_mut().flat_map(|item| {
-            [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.options,
-                &mut item.head,
-                &mut item.patch,
-                &mut item.trace,
-            ]
-            .into_iter()
-            .flatten()
-        });
-        for operation in operations {
+        for (_, operation) in operations(openapi) {
             for (status, response) in &mut operation.responses.responses {
                 let is_error = status.starts_with('4') || status.starts_with('5');
                 if let RefOr::T(response) = response
@@ -67,6 +57,118 @@ impl Modify for ProblemBodies {
             }
         }
     }
+}
+
+/// Which operations can get a shared response.
+#[derive(Clone, Copy)]
+enum Reach {
+    /// Every operation of the API: the rate limits and load shedding stand before each.
+    Api,
+    /// Those with parameters or a body, which the extractors may fail to read.
+    Input,
+    /// Those with a body.
+    Body,
+}
+
+/// What the extractors and the middleware answer on the API's routes whatever the handler:
+/// status, name under `components/responses`, description, and where it applies.
+const SHARED: [(&str, &str, &str, Reach); 6] = [
+    (
+        "400",
+        "BadRequest",
+        "The request cannot be read: a malformed path or query parameter, header or JSON body",
+        Reach::Input,
+    ),
+    (
+        "413",
+        "PayloadTooLarge",
+        "The body is larger than the service accepts",
+        Reach::Body,
+    ),
+    (
+        "415",
+        "UnsupportedMediaType",
+        "The body is not `application/json`",
+        Reach::Body,
+    ),
+    (
+        "422",
+        "UnprocessableContent",
+        "The body is JSON but not the request described: see `errors`, or `detail`",
+        Reach::Body,
+    ),
+    (
+        "429",
+        "TooManyRequests",
+        "Over a rate limit for this address or account; retry after `Retry-After` seconds",
+        Reach::Api,
+    ),
+    (
+        "503",
+        "Unavailable",
+        "The service is saturated or its database is unavailable; retry shortly",
+        Reach::Api,
+    ),
+];
+
+/// The responses in [`SHARED`], defined once under `components/responses` and referenced
+/// from every operation of the API they apply to, unless it documents that status itself.
+pub struct SharedResponses;
+
+impl Modify for SharedResponses {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (status, name, description, _) in SHARED {
+            let mut response = ResponseBuilder::new()
+                .description(description)
+                .content(PROBLEM_JSON, Content::new(Some(Ref::from_schema_name("Problem"))));
+            if status == "429" {
+                let seconds = Header::new(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)));
+                response = response.header("Retry-After", seconds);
+            }
+            components.responses.insert(name.to_owned(), response.build().into());
+        }
+        for (path, operation) in operations(openapi) {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            let has_body = operation.request_body.is_some();
+            let has_input = has_body || operation.parameters.as_ref().is_some_and(|list| !list.is_empty());
+            for (status, name, _, reach) in SHARED {
+                let applies = match reach {
+                    Reach::Api => true,
+                    Reach::Input => has_input,
+                    Reach::Body => has_body,
+                };
+                if applies {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| Ref::from_response_name(name).into());
+                }
+            }
+        }
+    }
+}
+
+/// Every operation of `openapi` with its path.
+fn operations(openapi: &mut OpenApi) -> impl Iterator<Item = (&String, &mut Operation)> {
+    openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        .map(move |operation| (path, operation))
+    })
 }
 
 /// One invalid field of a request.

@@ -1,13 +1,18 @@
 //! Extractors whose rejections are [`ApiError`]s, so malformed requests get problem+json like
 //! every other error, plus the `If-Match` precondition used for optimistic concurrency.
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::IntoParams;
 use validator::Validate;
 
 use super::error::ApiError;
@@ -58,9 +63,34 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// A JSON body that has passed its `validator` rules; invalid fields get 422 with details.
+/// A JSON object body that has passed its `validator` rules; invalid fields get 422 with
+/// details.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Valid<T>(pub T);
+
+/// A body read as a JSON object only. serde also reads a struct from an array of its fields in
+/// order (`["a title"]`), a shape the API's document does not describe; this refuses it.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
+    }
+}
 
 impl<S, T> FromRequest<S> for Valid<T>
 where
@@ -70,7 +100,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(request, state).await?;
+        let Json(Object(value)) = Json::<Object<T>>::from_request(request, state).await?;
         value.validate()?;
         Ok(Self(value))
     }
@@ -125,33 +155,73 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let invalid = || ApiError::BadRequest("If-Match must be * or a list of ETags such as \"3\"".to_owned());
-        let mut versions = Vec::new();
-        let mut present = false;
-        for value in parts.headers.get_all(header::IF_MATCH) {
-            present = true;
-            for tag in value.to_str().map_err(|_| invalid())?.split(',').map(str::trim) {
-                if tag == "*" {
-                    return Ok(Self::Any);
-                }
-                let opaque = tag.strip_prefix("W/").unwrap_or(tag);
-                let inner = opaque
-                    .strip_prefix('"')
-                    .and_then(|rest| rest.strip_suffix('"'))
-                    .ok_or_else(invalid)?;
-                if !tag.starts_with("W/")
-                    && let Ok(version) = inner.parse()
-                {
-                    versions.push(version);
-                }
-            }
+        let lines = parts
+            .headers
+            .get_all(header::IF_MATCH)
+            .iter()
+            .map(|value| value.to_str().ok())
+            .collect::<Option<Vec<_>>>();
+        match lines {
+            Some(lines) if lines.is_empty() => Ok(Self::Absent),
+            Some(lines) => parse_if_match(&lines.join(",")).map_err(|()| invalid_if_match()),
+            None => Err(invalid_if_match()),
         }
-        Ok(if present {
-            Self::Versions(versions)
-        } else {
-            Self::Absent
-        })
     }
+}
+
+fn invalid_if_match() -> ApiError {
+    ApiError::BadRequest(
+        "If-Match must be * or a list of entity tags, each in double quotes, as ETag gives them".to_owned(),
+    )
+}
+
+/// `*`, or a list of entity tags, exactly as RFC 9110 writes them (and as [`IfMatchHeader`]
+/// documents): anything else is refused rather than guessed at.
+fn parse_if_match(value: &str) -> Result<IfMatch, ()> {
+    const OWS: [char; 2] = [' ', '\t'];
+    let mut rest = value.trim_matches(OWS);
+    if rest == "*" {
+        return Ok(IfMatch::Any);
+    }
+    let mut versions = Vec::new();
+    loop {
+        let (weak, tag) = rest.strip_prefix("W/").map_or((false, rest), |tag| (true, tag));
+        // An entity tag is quoted, and its characters exclude the quote: a comma inside one
+        // does not separate tags.
+        let (inner, after) = tag.strip_prefix('"').and_then(|tag| tag.split_once('"')).ok_or(())?;
+        if !inner.bytes().all(|byte| byte == b'!' || (b'#'..=b'~').contains(&byte)) {
+            return Err(());
+        }
+        // Entity tags compare as text: only the exact form this service writes is a version.
+        if let Ok(version) = inner.parse::<i32>()
+            && !weak
+            && version.to_string() == inner
+        {
+            versions.push(version);
+        }
+        match after.trim_start_matches(OWS) {
+            "" => return Ok(IfMatch::Versions(versions)),
+            more => rest = more.strip_prefix(',').ok_or(())?.trim_start_matches(OWS),
+        }
+    }
+}
+
+/// `If-Match` on a write that requires it, as the OpenAPI document describes it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatchHeader {
+    /// ETag of the version being changed, or `*`.
+    #[param(rename = "If-Match", example = json!("\"1\""), pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)]
+    pub if_match: String,
+}
+
+/// `If-Match` on a write that may go unguarded, as the OpenAPI document describes it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct OptionalIfMatchHeader {
+    /// When given, the write applies only if this is still the current version.
+    #[param(rename = "If-Match", nullable = false, example = json!("\"1\""), pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#)]
+    pub if_match: Option<String>,
 }
 
 /// The `ETag` of a resource at `version`; strong, since versions change on every write.
@@ -188,7 +258,33 @@ mod tests {
             if_match(&["W/\"3\", \"abc\""]).await.ok(),
             Some(IfMatch::Versions(vec![]))
         );
-        assert!(matches!(if_match(&["3"]).await, Err(ApiError::BadRequest(_))));
+        // A comma inside a tag is part of it.
+        assert_eq!(
+            if_match(&["W/\"a,b\" ,\t\"7\""]).await.ok(),
+            Some(IfMatch::Versions(vec![7]))
+        );
+        // Tags compare as text: another spelling of a version is another tag.
+        assert_eq!(
+            if_match(&["\"03\", \"+3\""]).await.ok(),
+            Some(IfMatch::Versions(vec![]))
+        );
+        // Anything outside RFC 9110's grammar is refused, `*` in a list included.
+        for malformed in [
+            "3",
+            "null",
+            "",
+            "\"a b\"",
+            "*, \"3\"",
+            "\"3\",,\"4\"",
+            "\"3\" \"4\"",
+            "\"3\",",
+        ] {
+            assert!(
+                matches!(if_match(&[malformed]).await, Err(ApiError::BadRequest(_))),
+                "{malformed:?} was accepted"
+            );
+        }
+        assert!(matches!(if_match(&["*", "\"3\""]).await, Err(ApiError::BadRequest(_))));
     }
 
     #[test]

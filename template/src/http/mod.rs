@@ -68,6 +68,7 @@ pub fn openapi() -> OpenApi {
     let mut document = api::operations().into_openapi();
     document.merge(api::v1().into_openapi());
     utoipa::Modify::modify(&error::ProblemBodies, &mut document);
+    utoipa::Modify::modify(&error::SharedResponses, &mut document);
     document
 }
 

@@ -15,7 +15,7 @@ use validator::Validate;
 
 use super::authn::CurrentUser;
 use super::error::ApiError;
-use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
+use super::extract::{IfMatch, IfMatchHeader, Json, OptionalIfMatchHeader, Path, Query, Valid, etag};
 use super::pagination::{self, Page};
 use crate::AppState;
 use crate::db;
@@ -63,19 +63,24 @@ impl From<domain::Project> for Project {
 #[derive(Debug, Clone, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
-    /// Unique regardless of letter case.
     #[validate(
         custom(function = "super::validation::single_line"),
         length(min = 1, max = 100, message = "must be 1 to 100 characters")
     )]
-    #[schema(min_length = 1, max_length = 100, example = "Website relaunch")]
+    #[schema(schema_with = name_schema)]
     pub name: String,
     #[validate(
         custom(function = "super::validation::no_nul"),
         length(max = 2000, message = "must be at most 2000 characters")
     )]
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = "^[^\\u0000]*$")]
     pub description: Option<String>,
+}
+
+fn name_schema() -> utoipa::openapi::Object {
+    let mut schema = super::validation::single_line_schema(100, "Website relaunch");
+    schema.description = Some("Unique regardless of letter case.".to_owned());
+    schema
 }
 
 impl CreateProject {
@@ -91,20 +96,21 @@ impl CreateProject {
 /// Changes to a project; omitted fields stay as they are, `null` clears a description.
 #[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateProject {
     #[serde(default, deserialize_with = "super::validation::not_null")]
     #[validate(
         custom(function = "super::validation::single_line"),
         length(min = 1, max = 100, message = "must be 1 to 100 characters")
     )]
-    #[schema(min_length = 1, max_length = 100, nullable = false)]
+    #[schema(schema_with = name_schema)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "super::validation::present")]
     #[validate(
         custom(function = "super::validation::no_nul"),
         length(max = 2000, message = "must be at most 2000 characters")
     )]
-    #[schema(value_type = Option<String>, max_length = 2000)]
+    #[schema(value_type = Option<String>, max_length = 2000, pattern = "^[^\\u0000]*$")]
     pub description: Option<Option<String>>,
 }
 
@@ -156,8 +162,10 @@ impl ProjectOrder {
 #[serde(deny_unknown_fields)]
 pub struct ListProjects {
     /// Items per page, 1 to 100; values outside are clamped. Defaults to 20.
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", min_length = 1)]
     pub cursor: Option<String>,
     /// Defaults to `-created_at` (newest first).
     #[param(inline)]
@@ -213,7 +221,6 @@ async fn list_projects(
             headers(("Location" = String, description = "URL of the new project"), ("ETag" = String, description = "Its version"))),
         (status = 401, description = "No valid access token"),
         (status = 409, description = "A project with this name exists"),
-        (status = 415, description = "The body is not JSON"),
         (status = 422, description = "Invalid fields"),
     ))]
 async fn create_project(
@@ -261,7 +268,7 @@ async fn get_project(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Project id"),
-        ("If-Match" = String, Header, description = "ETag of the version being changed, or `*`"),
+        IfMatchHeader,
     ),
     request_body = UpdateProject,
     responses(
@@ -295,7 +302,7 @@ async fn update_project(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Project id"),
-        ("If-Match" = Option<String>, Header, description = "When given, delete only if this is still the current version"),
+        OptionalIfMatchHeader,
     ),
     responses(
         (status = 204, description = "Deleted"),

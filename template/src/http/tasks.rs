@@ -15,7 +15,7 @@ use validator::Validate;
 
 use super::authn::CurrentUser;
 use super::error::ApiError;
-use super::extract::{IfMatch, Json, Path, Query, Valid, etag};
+use super::extract::{IfMatch, IfMatchHeader, Json, OptionalIfMatchHeader, Path, Query, Valid, etag};
 use super::pagination::{self, Page};
 use crate::AppState;
 use crate::db;
@@ -100,13 +100,17 @@ pub struct CreateTask {
         custom(function = "super::validation::single_line"),
         length(min = 1, max = 200, message = "must be 1 to 200 characters")
     )]
-    #[schema(min_length = 1, max_length = 200, example = "Draft the landing page")]
+    #[schema(schema_with = title_schema)]
     pub title: String,
     /// Defaults to `todo`.
     #[serde(default)]
     pub status: TaskStatus,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub due_at: Option<OffsetDateTime>,
+}
+
+fn title_schema() -> utoipa::openapi::Object {
+    super::validation::single_line_schema(200, "Draft the landing page")
 }
 
 impl From<CreateTask> for domain::NewTask {
@@ -123,6 +127,7 @@ impl From<CreateTask> for domain::NewTask {
 /// Changes to a task; omitted fields stay as they are, `null` clears the due date.
 #[derive(Debug, Clone, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateTask {
     /// Moves the task to another project.
     #[serde(default, deserialize_with = "super::validation::not_null")]
@@ -133,7 +138,7 @@ pub struct UpdateTask {
         custom(function = "super::validation::single_line"),
         length(min = 1, max = 200, message = "must be 1 to 200 characters")
     )]
-    #[schema(min_length = 1, max_length = 200, nullable = false)]
+    #[schema(schema_with = title_schema)]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "super::validation::not_null")]
     #[schema(nullable = false)]
@@ -205,8 +210,10 @@ pub struct ListTasks {
     #[param(inline)]
     pub status: Option<TaskStatus>,
     /// Items per page, 1 to 100; values outside are clamped. Defaults to 20.
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", min_length = 1)]
     pub cursor: Option<String>,
     /// Defaults to `-created_at` (newest first).
     #[param(inline)]
@@ -265,7 +272,6 @@ async fn list_tasks(
         (status = 201, description = "Created", body = Task,
             headers(("Location" = String, description = "URL of the new task"), ("ETag" = String, description = "Its version"))),
         (status = 401, description = "No valid access token"),
-        (status = 415, description = "The body is not JSON"),
         (status = 422, description = "Invalid fields, or the project does not exist"),
     ))]
 async fn create_task(
@@ -313,7 +319,7 @@ async fn get_task(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Task id"),
-        ("If-Match" = String, Header, description = "ETag of the version being changed, or `*`"),
+        IfMatchHeader,
     ),
     request_body = UpdateTask,
     responses(
@@ -346,7 +352,7 @@ async fn update_task(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "When given, delete only if this is still the current version"),
+        OptionalIfMatchHeader,
     ),
     responses(
         (status = 204, description = "Deleted"),

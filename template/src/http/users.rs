@@ -75,8 +75,10 @@ impl From<domain::User> for User {
 #[serde(deny_unknown_fields)]
 pub struct ListUsers {
     /// Items per page, 1 to 100; values outside are clamped. Defaults to 20.
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", min_length = 1)]
     pub cursor: Option<String>,
 }
 

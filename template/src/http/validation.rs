@@ -3,7 +3,26 @@
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use validator::ValidationError;
+
+/// [`single_line`] as a JSON Schema pattern, so that the document promises what the rule
+/// enforces: no control character (Unicode `Cc`), and at least one character that is neither
+/// that nor whitespace (what `str::trim` removes).
+const SINGLE_LINE: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*\
+    [^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]\
+    [^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
+/// The schema of a [`single_line`] field of 1 to `max` characters.
+pub fn single_line_schema(max: usize, example: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(SINGLE_LINE))
+        .examples([example])
+        .build()
+}
 
 /// A name or title: not blank, and one line without control characters.
 pub fn single_line(value: &str) -> Result<(), ValidationError> {

@@ -17,9 +17,29 @@ async fn the_openapi_document_describes_every_route_with_problem_errors() {
         assert!(paths.contains_key(path), "{path} is not documented");
     }
     assert!(spec["components"]["schemas"]["Problem"].is_object());
+    let shared = |reference: &str| {
+        let name = reference
+            .strip_prefix("#/components/responses/")
+            .expect("a shared response");
+        spec["components"]["responses"][name].clone()
+    };
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().expect("operations") {
-            for (status, response) in operation["responses"].as_object().expect("responses") {
+            let responses = operation["responses"].as_object().expect("responses");
+            // The rate limits and load shedding stand before every route of the API, and the
+            // body extractor before every route that takes one.
+            if path.starts_with("/api/") {
+                for status in ["429", "503"] {
+                    assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+                }
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+                }
+            }
+            for (status, response) in responses {
+                let response = response["$ref"].as_str().map_or_else(|| response.clone(), shared);
                 if (status.starts_with('4') || status.starts_with('5')) && path != "/health/ready" {
                     assert!(
                         response["content"]["application/problem+json"].is_object(),

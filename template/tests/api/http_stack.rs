@@ -128,6 +128,34 @@ async fn malformed_json_is_a_400_problem() {
 }
 
 #[tokio::test]
+async fn a_body_is_read_only_as_a_json_object() {
+    let app = spawn_with(|_| {}).await;
+
+    // serde would read the struct from its fields in order; the API takes objects only.
+    let array = problem(app.post("/probe/echo", &json!(["ab", 1])).await, 422).await;
+    assert!(
+        array["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("a JSON object")),
+        "{array}"
+    );
+    let unknown = problem(
+        app.post("/probe/echo", &json!({"name": "ab", "count": 1, "extra": 1}))
+            .await,
+        422,
+    )
+    .await;
+    assert!(
+        unknown["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("unknown field `extra`")),
+        "{unknown}"
+    );
+    let echoed = app.post("/probe/echo", &json!({"name": "ab", "count": 1})).await;
+    assert_eq!(json(echoed).await, json!({"name": "ab", "count": 1}));
+}
+
+#[tokio::test]
 async fn a_body_that_is_not_json_is_a_415_problem() {
     let app = spawn_with(|_| {}).await;
 
