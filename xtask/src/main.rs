@@ -4,6 +4,7 @@
 mod cases;
 mod condition;
 mod containers;
+mod contract;
 mod conventions;
 mod demo;
 mod dev_database;
@@ -18,6 +19,7 @@ mod new;
 mod options;
 mod preflight;
 mod probe;
+mod service;
 mod snapshots;
 mod test;
 mod throwaway;

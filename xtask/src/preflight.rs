@@ -43,6 +43,11 @@ const EVERY_CASE: &[Tool] = &[
     ),
     tool("zizmor", "the GitHub Actions audit", "pip install zizmor"),
     tool(
+        "st",
+        "the contract check (schemathesis)",
+        "pip install schemathesis==4.32.5",
+    ),
+    tool(
         "check-jsonschema",
         "the GitHub Actions schema check",
         "pip install check-jsonschema",

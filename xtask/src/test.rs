@@ -13,7 +13,7 @@ use crate::dev_database::{self, DevDatabase};
 use crate::flags::Test;
 use crate::generate::{self, files, repo_root, scratch_dir, shared_target_dir};
 use crate::options::Declaration;
-use crate::{containers, conventions, generator, issuer_check, lockfile, preflight, throwaway};
+use crate::{containers, contract, conventions, generator, issuer_check, lockfile, preflight, throwaway};
 
 pub fn run(flags: &Test) -> anyhow::Result<()> {
     let root = repo_root();
@@ -146,6 +146,15 @@ fn run_case(
     // Creates the database the tests connect to, then applies the migrations.
     xtask(sh).args(["db", "migrate"]).run()?;
     xtask(sh).args(["ci"]).run()?;
+    if !case.is("auth", "verifier") {
+        section("contract (schemathesis)");
+        let url = format!(
+            "postgres://postgres:postgres@127.0.0.1:{}/{}",
+            database.port,
+            case.name.replace('-', "_")
+        );
+        contract::check_case(sh, &project, case, &url)?;
+    }
     if case.is("auth", "verifier") {
         section("tokens of an issuer generated from this template");
         issuer_check::check(sh, &project, &case.name, &database.port, case.on("example"))?;

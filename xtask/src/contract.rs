@@ -1,0 +1,161 @@
+//! The HTTP contract of a generated service, checked from outside by schemathesis: every
+//! operation of the service's OpenAPI document sent valid and invalid requests in all its
+//! phases, the stateful one included, with every check on. It passes with no failure only if
+//! the service answers nothing the document does not list and refuses nothing the document
+//! allows; the service's own `schemathesis.toml` states the few answers a JSON Schema cannot
+//! (a password too easy to guess, an entity tag the resource does not have).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, ensure};
+use xshell::{Shell, cmd};
+
+use crate::cases::Case;
+use crate::generate::scratch_dir;
+use crate::probe;
+use crate::service::{Server, binary, call, service, sign_in};
+
+/// The schemathesis `.ci/run` installs; the options below are its.
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+/// Fixed, so that a run can be repeated exactly; changing code changes what it reaches anyway.
+const SEED: &str = "1";
+/// Per operation and phase: enough to reach every status the routes answer in about a minute.
+const MAX_EXAMPLES: &str = "25";
+const ACCOUNT: &str = r#"{"email":"contract@example.com","password":"correct horse battery staple"}"#;
+const ADMIN_EMAIL: &str = "contract-admin@example.com";
+const ADMIN_PASSWORD: &str = "an administrator's passphrase";
+
+/// Who sends a run's requests, and to which operations.
+pub struct Caller<'a> {
+    /// For the report: "anonymous", "an account", ...
+    pub label: &'a str,
+    /// An access token, sent as `Authorization: Bearer`.
+    pub token: Option<&'a str>,
+    /// Only the operations with this tag.
+    pub tag: Option<&'a str>,
+}
+
+/// Runs the contract check of `case`, generated in `project`, against its migrated database
+/// `database_url`: anonymously without accounts, as an account and as an administrator with
+/// them. (A verifier's needs an issuer's tokens: `issuer_check` runs it.)
+pub fn check_case(sh: &Shell, project: &Path, case: &Case, database_url: &str) -> anyhow::Result<()> {
+    let dest = scratch_dir(&format!("cases/{}-contract", case.id))?;
+    let package = &case.name;
+    cmd!(sh, "cargo build --quiet --locked --bin {package}").run()?;
+    let port = probe::free_port()?;
+    let mut command = service(project, &case.name, port, database_url);
+    // The check sends hundreds of requests a second from one address.
+    command.env("APP_RATE_LIMIT__ENABLED", "false");
+    let _server = Server::start(command, port, &dest.join("service.log"))?;
+    if !case.is("auth", "issuer") {
+        return check(sh, port, &dest, &[anonymous()]);
+    }
+    call(port, "POST", "/api/v1/auth/register", Some(ACCOUNT), None, 202)?;
+    create_admin(project, &case.name, database_url)?;
+    let account = sign_in(port, ACCOUNT)?;
+    let admin = sign_in(
+        port,
+        &format!(r#"{{"email":"{ADMIN_EMAIL}","password":"{ADMIN_PASSWORD}"}}"#),
+    )?;
+    // The account first: the administrator's stateful phase may disable it.
+    let callers = [
+        Caller {
+            label: "an account",
+            token: Some(&account),
+            tag: None,
+        },
+        Caller {
+            label: "an administrator",
+            token: Some(&admin),
+            tag: Some("users"),
+        },
+    ];
+    check(sh, port, &dest, &callers)
+}
+
+/// No token: the routes of a service without accounts.
+pub fn anonymous() -> Caller<'static> {
+    Caller {
+        label: "anonymous",
+        token: None,
+        tag: None,
+    }
+}
+
+/// Runs schemathesis against the service on `port` once per caller, with the service's
+/// `schemathesis.toml` (the current directory is its project); reports land in `dest`.
+pub fn check(sh: &Shell, port: u16, dest: &Path, callers: &[Caller]) -> anyhow::Result<()> {
+    let version = cmd!(sh, "st --version").quiet().read()?;
+    ensure!(
+        version.ends_with(SCHEMATHESIS_VERSION),
+        "{version} found; the contract check is written for schemathesis {SCHEMATHESIS_VERSION} \
+         (pip install schemathesis=={SCHEMATHESIS_VERSION})"
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let schema = format!("{url}/openapi.json");
+    for caller in callers {
+        let mut args = vec![
+            "--config-file".to_owned(),
+            "schemathesis.toml".to_owned(),
+            "run".to_owned(),
+            schema.clone(),
+            format!("--url={url}"),
+            "--checks=all".to_owned(),
+            format!("--max-examples={MAX_EXAMPLES}"),
+            format!("--seed={SEED}"),
+        ];
+        if let Some(token) = caller.token {
+            args.extend(["--header".to_owned(), format!("Authorization: Bearer {token}")]);
+        }
+        if let Some(tag) = caller.tag {
+            args.push(format!("--include-tag={tag}"));
+        }
+        let output = cmd!(sh, "st {args...}").ignore_status().quiet().output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        let log = dest.join(format!("schemathesis-{}.log", caller.label.replace(' ', "-")));
+        std::fs::write(&log, &text)?;
+        ensure!(
+            output.status.success(),
+            "schemathesis found the service breaking its contract as {}; the report is {}:\n{}",
+            caller.label,
+            log.display(),
+            failures(&text)
+        );
+        println!("schemathesis as {}: {}", caller.label, summary(&text));
+    }
+    Ok(())
+}
+
+/// The report's failures, without the banner before them.
+fn failures(report: &str) -> &str {
+    report.find("FAILURES").map_or(report, |start| &report[start..])
+}
+
+/// The report's count of test cases and its closing line.
+fn summary(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+    let cases = lines
+        .iter()
+        .find(|line| line.contains(" generated, "))
+        .copied()
+        .unwrap_or("no test case count");
+    let verdict = lines.last().copied().unwrap_or_default().trim_matches('=').trim();
+    format!("{cases}; {verdict}")
+}
+
+/// An administrator made as an operator makes the first one: `create-admin`, password on stdin.
+fn create_admin(project: &Path, package: &str, database_url: &str) -> anyhow::Result<()> {
+    let mut child = Command::new(binary(package))
+        .args(["create-admin", "--email", ADMIN_EMAIL])
+        .env("APP_CONFIG_DIR", project.join("config"))
+        .env("DATABASE_URL", database_url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    std::io::Write::write_all(&mut stdin, format!("{ADMIN_PASSWORD}\n").as_bytes())?;
+    drop(stdin);
+    ensure!(child.wait()?.success(), "create-admin failed");
+    Ok(())
+}
