@@ -12,9 +12,12 @@ use anyhow::{Context, ensure};
 use xshell::{Shell, cmd};
 
 use crate::cases::Case;
+use crate::dev_database::DevDatabase;
+use crate::faults;
 use crate::generate::scratch_dir;
 use crate::probe;
 use crate::service::{Server, binary, call, service, sign_in};
+use crate::test::section;
 
 /// The schemathesis `.ci/run` installs; the options below are its.
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
@@ -37,9 +40,11 @@ pub struct Caller<'a> {
 }
 
 /// Runs the contract check of `case`, generated in `project`, against its migrated database
-/// `database_url`: anonymously without accounts, as an account and as an administrator with
-/// them. (A verifier's needs an issuer's tokens: `issuer_check` runs it.)
-pub fn check_case(sh: &Shell, project: &Path, case: &Case, database_url: &str) -> anyhow::Result<()> {
+/// on `database`: anonymously without accounts, as an account and as an administrator with
+/// them. (A verifier's needs an issuer's tokens: `issuer_check` runs it.) With the example
+/// resource, the same service then writes through a restart of its database.
+pub fn check_case(sh: &Shell, project: &Path, case: &Case, database: &DevDatabase) -> anyhow::Result<()> {
+    let database_url = &database.url(&case.name);
     let dest = scratch_dir(&format!("cases/{}-contract", case.id))?;
     let package = &case.name;
     cmd!(sh, "cargo build --quiet --locked --bin {package}").run()?;
@@ -71,7 +76,12 @@ pub fn check_case(sh: &Shell, project: &Path, case: &Case, database_url: &str) -
             tag: Some("users"),
         },
     ];
-    check(sh, port, &dest, &callers)
+    check(sh, port, &dest, &callers)?;
+    if case.on("example") {
+        section("writes through a database restart");
+        faults::check_restart(port, &account, database)?;
+    }
+    Ok(())
 }
 
 /// No token: the routes of a service without accounts.
@@ -101,9 +111,11 @@ pub fn check(sh: &Shell, port: u16, dest: &Path, callers: &[Caller]) -> anyhow::
             "run".to_owned(),
             schema.clone(),
             format!("--url={url}"),
-            "--checks=all".to_owned(),
             format!("--max-examples={MAX_EXAMPLES}"),
             format!("--seed={SEED}"),
+            // One worker: the stateful phase's sequences share the account's resources, and a
+            // sequence deleting a project under another's feet is not the service's fault.
+            "--workers=1".to_owned(),
         ];
         if let Some(token) = caller.token {
             args.extend(["--header".to_owned(), format!("Authorization: Bearer {token}")]);

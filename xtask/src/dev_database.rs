@@ -3,6 +3,7 @@
 //! migration, and bad input.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::ensure;
 use xshell::Shell;
@@ -29,6 +30,26 @@ impl<'a> DevDatabase<'a> {
             port,
             stopped: false,
         })
+    }
+
+    /// The URL of the database of the service `package` on this server.
+    pub fn url(&self, package: &str) -> String {
+        format!(
+            "postgres://postgres:postgres@127.0.0.1:{}/{}",
+            self.port,
+            package.replace('-', "_")
+        )
+    }
+
+    /// Stops the server as an operator would (`pg_ctl stop -m fast`, which ends every session)
+    /// and, after `down_for`, starts it again on the same port with the same data.
+    pub fn restart(&self, down_for: Duration) -> anyhow::Result<()> {
+        xtask(self.sh).args(["db", "down"]).run()?;
+        std::thread::sleep(down_for);
+        xtask(self.sh)
+            .args(["db", "up", "--backend", "local", "--port", self.port.as_str()])
+            .run()?;
+        Ok(())
     }
 
     /// Stops the server and deletes its data, which must leave no data directory behind.

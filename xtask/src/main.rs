@@ -8,6 +8,7 @@ mod contract;
 mod conventions;
 mod demo;
 mod dev_database;
+mod faults;
 mod flags;
 mod generate;
 mod generator;

@@ -148,12 +148,7 @@ fn run_case(
     xtask(sh).args(["ci"]).run()?;
     if !case.is("auth", "verifier") {
         section("contract (schemathesis)");
-        let url = format!(
-            "postgres://postgres:postgres@127.0.0.1:{}/{}",
-            database.port,
-            case.name.replace('-', "_")
-        );
-        contract::check_case(sh, &project, case, &url)?;
+        contract::check_case(sh, &project, case, &database)?;
     }
     if case.is("auth", "verifier") {
         section("tokens of an issuer generated from this template");
