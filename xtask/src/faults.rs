@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::dev_database::DevDatabase;
 use crate::probe;
 
-/// Concurrent writers, as in the load the issue of lost writes was first seen under.
+/// Concurrent writers: enough that some are mid-query when the sessions are terminated.
 const WRITERS: usize = 8;
 
 /// Writes through a restart of `database` to the service on `port` as the account of `token`.
