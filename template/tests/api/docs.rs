@@ -25,6 +25,13 @@ async fn the_openapi_document_describes_every_route_with_problem_errors() {
     };
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().expect("operations") {
+            // A security scheme an operation names is defined, so clients know how to send it.
+            for requirement in operation["security"].as_array().into_iter().flatten() {
+                for scheme in requirement.as_object().expect("a requirement").keys() {
+                    let defined = &spec["components"]["securitySchemes"][scheme];
+                    assert!(defined.is_object(), "{method} {path} names undefined scheme {scheme}");
+                }
+            }
             let responses = operation["responses"].as_object().expect("responses");
             // The rate limits and load shedding stand before every route of the API, and the
             // body extractor before every route that takes one.

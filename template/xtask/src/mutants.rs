@@ -45,15 +45,17 @@ pub fn run(flags: &Mutants) -> anyhow::Result<()> {
             println!("every mutant was caught; report in {}", report.display());
             Ok(())
         }
-        Some(2) => bail!(
-            "the tests missed some mutants, listed in {}",
-            report.join("missed.txt").display()
-        ),
-        Some(3) => bail!(
-            "some mutants made the tests time out, listed in {}",
-            report.join("timeout.txt").display()
-        ),
         Some(4) => bail!("the tests fail before any mutation: fix them first (`cargo test`)"),
+        // 2: some mutants missed, 3: some timed out; both may hold.
+        Some(2 | 3) => {
+            let listed = |name: &str| std::fs::read_to_string(report.join(name)).unwrap_or_default();
+            bail!(
+                "mutants the tests did not catch:\n{}mutants that made the tests time out:\n{}report in {}",
+                listed("missed.txt"),
+                listed("timeout.txt"),
+                report.display()
+            )
+        }
         _ => bail!("cargo mutants failed ({status})"),
     }
 }
