@@ -22,9 +22,7 @@ pub struct DevDatabase<'a> {
 impl<'a> DevDatabase<'a> {
     pub fn up(sh: &'a Shell) -> anyhow::Result<Self> {
         let port = probe::free_port()?.to_string();
-        xtask(sh)
-            .args(["db", "up", "--backend", "local", "--port", port.as_str()])
-            .run()?;
+        start(sh, &port)?;
         Ok(Self {
             sh,
             port,
@@ -46,10 +44,7 @@ impl<'a> DevDatabase<'a> {
     pub fn restart(&self, down_for: Duration) -> anyhow::Result<()> {
         xtask(self.sh).args(["db", "down"]).run()?;
         std::thread::sleep(down_for);
-        xtask(self.sh)
-            .args(["db", "up", "--backend", "local", "--port", self.port.as_str()])
-            .run()?;
-        Ok(())
+        start(self.sh, &self.port)
     }
 
     /// Stops the server and deletes its data, which must leave no data directory behind.
@@ -60,6 +55,14 @@ impl<'a> DevDatabase<'a> {
         ensure!(!data.exists(), "db down --delete-data left {}", data.display());
         Ok(())
     }
+}
+
+/// The service's own `cargo xtask db up` with the local PostgreSQL binaries on `port`.
+fn start(sh: &Shell, port: &str) -> anyhow::Result<()> {
+    xtask(sh)
+        .args(["db", "up", "--backend", "local", "--port", port])
+        .run()?;
+    Ok(())
 }
 
 impl Drop for DevDatabase<'_> {
