@@ -202,8 +202,8 @@ fn check_manifests(sh: &Shell, project: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench --quick` runs and its report has every endpoint, each with traffic and
-/// ordered percentiles. The tolerance is wide: a quick run on a shared machine is noisy.
+/// `cargo xtask bench --quick` runs and its report has every endpoint, each with traffic,
+/// ordered percentiles and CPU time per request, and the service's resident memory. The tolerance is wide: a quick run on a shared machine is noisy.
 fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
     xtask(sh).args(["bench", "--quick", "--tolerance", "50"]).run()?;
     let path = project.join("target").join("bench").join("report.json");
@@ -230,10 +230,19 @@ fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
         let number = |key: &str| entry[key].as_f64().unwrap_or(f64::NAN);
         ensure!(number("requests_per_sec") > 0.0, "{name}: no requests measured");
         ensure!(
+            number("cpu_us_per_request") > 0.0,
+            "{name}: no CPU time per request: {entry}"
+        );
+        ensure!(
             number("p50_ms") <= number("p95_ms") && number("p95_ms") <= number("p99_ms"),
             "{name}: percentiles out of order: {entry}"
         );
     }
+    ensure!(
+        report["service_rss_kib"]["idle"].as_u64().is_some_and(|kib| kib > 0),
+        "no resident memory reported: {}",
+        report["service_rss_kib"]
+    );
     Ok(())
 }
 

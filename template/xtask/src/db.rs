@@ -71,6 +71,42 @@ pub fn is_development_url(url: &str) -> bool {
     url.contains("@127.0.0.1:") && url.ends_with(&format!("/{database}"))
 }
 
+/// The host process id of the development PostgreSQL's postmaster, when it runs here: read
+/// from the local cluster's `postmaster.pid`, or from the engine for the compose container.
+pub fn server_pid(sh: &Shell) -> Option<u32> {
+    let engine = match std::fs::read_to_string(state_file()).ok()?.trim() {
+        "local" => {
+            let pid_file = std::fs::read_to_string(local_dir().join("data").join("postmaster.pid")).ok()?;
+            return pid_file.lines().next()?.trim().parse().ok();
+        }
+        "docker" => Engine::Docker,
+        "podman" => Engine::Podman,
+        _ => return None,
+    };
+    // Compose labels its containers with the project (named in compose.yaml after the
+    // package) and the service.
+    let program = engine::name(engine);
+    let project = format!(
+        "label=com.docker.compose.project={}",
+        project::package_field("name").ok()?
+    );
+    let ids = cmd!(
+        sh,
+        "{program} ps --filter {project} --filter label=com.docker.compose.service=postgres --quiet"
+    )
+    .quiet()
+    .ignore_stderr()
+    .read()
+    .ok()?;
+    let id = ids.lines().next()?.trim();
+    let inspected = cmd!(sh, "{program} inspect {id}").quiet().read().ok()?;
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).ok()?;
+    inspected[0]["State"]["Pid"]
+        .as_u64()
+        .and_then(|pid| u32::try_from(pid).ok())
+        .filter(|pid| *pid > 0)
+}
+
 fn down(sh: &Shell, delete_data: bool) -> anyhow::Result<()> {
     let backend = std::fs::read_to_string(state_file()).unwrap_or_default();
     let compose_down: &[&str] = if delete_data { &["down", "--volumes"] } else { &["down"] };

@@ -180,4 +180,12 @@ pub struct Bench {
     /// How far, in percent, throughput relative to hello-world may fall below the baseline.
     #[arg(long, default_value_t = 35, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub tolerance: u8,
+    /// Also record a CPU profile of the main authenticated read with perf: a flame graph and
+    /// the top costs in target/bench.
+    #[arg(long)]
+    pub profile: bool,
+    /// Then keep that read under steady load for this many minutes, sampling the service's
+    /// resident memory every half minute.
+    #[arg(long, value_name = "MINUTES", default_value_t = 0)]
+    pub soak: u32,
 }

@@ -1,11 +1,18 @@
 //! `cargo xtask bench`: the criterion benches, then an HTTP load benchmark: the release build
 //! against a database of its own, driven by wrk over loopback, next to a bare axum hello-world
 //! measured in the same run. Machines differ and a shared one is noisy, so results are judged
-//! as ratios to that hello-world, against the committed `bench/baseline.json`.
+//! as ratios to that hello-world, against the committed `bench/baseline.json`, and each
+//! scenario also reports the server's CPU time per request, the steadier figure. With two or
+//! more cores the service, hello-world and a local PostgreSQL run on one half of them and wrk
+//! on the other.
+
+mod host;
+mod load;
+mod profile;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,91 +20,18 @@ use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
+use self::host::{Pinned, Placement};
+use self::load::{Body, Load, Measurement, Scenario, Target};
 use crate::flags::{Bench, DbUp};
 use crate::{db, project};
 
-/// Writes one JSON line at the end of a wrk run. Arguments, in pairs: `create <prefix>` POSTs
-/// a new record per request; `post <json>` POSTs the same body every time; `bearer <token>`
-/// sends that access token.
-const WRK_SCRIPT: &str = r#"
-local counter, thread_id = 0, 0
-local threads = {}
-function setup(thread)
-  thread:set("id", #threads + 1)
-  table.insert(threads, thread)
-end
-function init(args)
-  thread_id = id or 0
-  for i = 1, #args, 2 do
-    local key, value = args[i], args[i + 1]
-    if key == "create" or key == "post" then
-      wrk.method = "POST"
-      wrk.headers["content-type"] = "application/json"
-    end
-    if key == "create" then prefix = value end
-    if key == "post" then wrk.body = value end
-    if key == "bearer" then wrk.headers["authorization"] = "Bearer " .. value end
-  end
-end
-function request()
-  if prefix then
-    counter = counter + 1
-    local body = string.format('{"name":"%s-%d-%d-%d"}', prefix, thread_id, counter, math.random(1, 1000000000))
-    return wrk.format(nil, nil, nil, body)
-  end
-  return wrk.format()
-end
-function done(summary, latency, requests)
-  local errors = summary.errors
-  io.write(string.format(
-    '{"requests":%d,"duration_us":%d,"failed":%d,"turned_away":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d}\n',
-    summary.requests, summary.duration,
-    errors.connect + errors.read + errors.write + errors.timeout, errors.status,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
-end
-"#;
-
-/// One endpoint under load.
-struct Scenario {
-    name: &'static str,
-    path: String,
-    body: Body,
-    /// Sent as `Authorization: Bearer`.
-    token: Option<String>,
-    /// Whether answers other than 2xx are part of the design under this load (sign-in sheds
-    /// what it cannot hash in time) rather than failures.
-    may_shed: bool,
-}
-
-enum Body {
-    None,
-    /// POST `{"name": "<prefix>-..."}`, a new record per request.
-    Unique(&'static str),
-    /// POST this JSON every time.
-    Fixed(String),
-}
-
-impl Scenario {
-    fn get(name: &'static str, path: &str) -> Self {
-        Self {
-            name,
-            path: path.to_owned(),
-            body: Body::None,
-            token: None,
-            may_shed: false,
-        }
-    }
-}
-
-/// What wrk measured for one scenario.
-struct Measurement {
-    name: &'static str,
-    requests_per_sec: f64,
-    p50_ms: f64,
-    p95_ms: f64,
-    p99_ms: f64,
-    /// Answered with another status than 2xx, per second.
-    turned_away_per_sec: f64,
+/// Memory figures of the service, in KiB.
+#[derive(Default)]
+struct Memory {
+    idle: Option<u64>,
+    after_load: Option<u64>,
+    /// Sampled during `--soak`, one value per half minute.
+    soak: Vec<u64>,
 }
 
 pub fn run(flags: &Bench) -> anyhow::Result<()> {
@@ -108,6 +42,9 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         wrk_found,
         "wrk is missing; install it (apt-get install wrk, brew install wrk)"
     );
+    if flags.profile {
+        profile::ensure_tools(&sh)?;
+    }
     let cargo = project::cargo();
     let mut criterion = cmd!(sh, "{cargo} bench --locked --bench *");
     if flags.quick {
@@ -115,39 +52,86 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     }
     criterion.run()?;
 
-    cmd!(sh, "{cargo} build --locked --release --bins --example hello").run()?;
-    let release = target_dir().join("release");
-    let url = bench_database(&sh)?;
+    // The profiling build is the release build with symbols and line tables kept.
+    let build = if flags.profile { "profiling" } else { "release" };
+    cmd!(sh, "{cargo} build --locked --profile {build} --bins --example hello").run()?;
+    let binaries = target_dir().join(build);
+    let (url, database) = bench_database(&sh, &binaries)?;
+    let placement = Placement::detect(&sh);
+    println!("placement: {}", placement.describe());
+    let server_cpus = placement.server_cpus.as_deref();
+    let _database_pinned = match (database, server_cpus) {
+        (Some(pid), Some(cpus)) => Some(Pinned::new(&sh, pid, cpus)),
+        _ => None,
+    };
+
     let name = project::package_field("name")?;
     let service_port = free_port()?;
-    let _service = Process::start(
-        Command::new(release.join(&name))
+    let service_process = Process::start(
+        host::pinned(&binaries.join(&name), server_cpus)
             .arg("serve")
             .env("DATABASE_URL", &url)
             .env("APP_SERVER__HOST", "127.0.0.1")
             .env("APP_SERVER__PORT", service_port.to_string())
             .env("APP_LOG__FILTER", "warn")
-            // One client address sending thousands of requests a second is the point here.
-            .env("APP_RATE_LIMIT__ENABLED", "false"),
+            // One client address sending thousands of requests a second, over 64 connections
+            // when two scenarios run at once, is the point here.
+            .env("APP_RATE_LIMIT__ENABLED", "false")
+            .env("APP_SERVER__MAX_CONNECTIONS_PER_CLIENT", "1024")
+            // The allocator setting of the image (docker/Dockerfile).
+            .env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=262144"),
     )?;
     let hello_port = free_port()?;
-    let _hello =
-        Process::start(Command::new(release.join("examples").join("hello")).env("HELLO_PORT", hello_port.to_string()))?;
+    let hello_process = Process::start(
+        host::pinned(&binaries.join("examples").join("hello"), server_cpus).env("HELLO_PORT", hello_port.to_string()),
+    )?;
     wait_for(service_port, "/health/ready")?;
     wait_for(hello_port, "/")?;
+    // Started through taskset, which replaces itself with the program: the same process.
+    let service = Target {
+        port: service_port,
+        pid: service_process.id(),
+        database,
+    };
+    let hello = Target {
+        port: hello_port,
+        pid: hello_process.id(),
+        database: None,
+    };
+    let mut memory = Memory {
+        idle: host::rss_kib(service.pid),
+        ..Memory::default()
+    };
 
     let out = project::root().join("target").join("bench");
     std::fs::create_dir_all(&out)?;
     let script = out.join("wrk.lua");
-    std::fs::write(&script, WRK_SCRIPT)?;
-    let seconds = if flags.quick { 3 } else { 10 };
-    let load = |port: u16, scenario: &Scenario| measure(&script, port, scenario, seconds);
+    std::fs::write(&script, load::WRK_SCRIPT)?;
+    let load = Load {
+        script: &script,
+        seconds: if flags.quick { 3 } else { 10 },
+        placement: &placement,
+    };
 
-    let hello = load(hello_port, &Scenario::get("hello-world", "/"))?;
-    let measurements = endpoints(service_port, load)?;
-    let report = report(&hello, &measurements);
+    let hello = load.measure(hello, &Scenario::get("hello-world", "/"))?;
+    let (measurements, main_read) = endpoints(service, &load)?;
+    memory.after_load = host::rss_kib(service.pid);
+    if flags.profile {
+        let recording = profile::Recording::start(service.pid, &out)?;
+        load.measure(service, &main_read)?;
+        recording.finish(&sh, &format!("{name}: {}", main_read.name))?;
+    }
+    if flags.soak > 0 {
+        let round = Load { seconds: 30, ..load };
+        for _ in 0..flags.soak * 2 {
+            round.measure(service, &main_read)?;
+            memory.soak.extend(host::rss_kib(service.pid));
+        }
+    }
+
+    let report = report(&hello, &measurements, &memory, &placement);
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)? + "\n")?;
-    let markdown = markdown(&hello, &measurements);
+    let markdown = markdown(&hello, &measurements, &memory);
     std::fs::write(out.join("report.md"), &markdown)?;
     println!("\n{markdown}\nreports: target/bench/report.json, target/bench/report.md");
     compare(&report, flags)
@@ -156,16 +140,15 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
 /// Loads health always; then, signed in as one account, the resource's routes when the service
 /// has them, create first, which leaves thousands of records behind for list and get to read;
 /// then sign-in, an authenticated read, and health next to a sign-in flood, whose latency must
-/// not suffer from the hashing.
-fn endpoints(
-    port: u16,
-    load: impl Fn(u16, &Scenario) -> anyhow::Result<Measurement> + Sync,
-) -> anyhow::Result<Vec<Measurement>> {
+/// not suffer from the hashing. Also returns the read that `--profile` and `--soak` load: the
+/// resource's get, else `me`, else health.
+fn endpoints(service: Target, load: &Load) -> anyhow::Result<(Vec<Measurement>, Scenario)> {
+    let port = service.port;
     let health = Scenario::get("health", "/health/live");
-    let mut measurements = vec![load(port, &health)?];
+    let mut measurements = vec![load.measure(service, &health)?];
     let (_, spec) = http(port, "GET", "/openapi.json", None, None)?;
     if !spec.contains("\"/api/v1/auth/login\"") {
-        return Ok(measurements);
+        return Ok((measurements, health));
     }
     let credentials = r#"{"email":"bench@example.com","password":"a benchmark passphrase"}"#;
     let (status, _) = http(port, "POST", "/api/v1/auth/register", Some(credentials), None)?;
@@ -177,115 +160,94 @@ fn endpoints(
         token: Some(token.to_owned()),
         ..Scenario::get(name, path)
     };
+    let mut main_read = signed_in("me (authenticated)", "/api/v1/auth/me");
     if spec.contains("\"/api/v1/projects\"") {
         let create = Scenario {
             body: Body::Unique("bench"),
             ..signed_in("create", "/api/v1/projects")
         };
-        measurements.push(load(port, &create)?);
-        measurements.push(load(port, &signed_in("list", "/api/v1/projects?limit=20"))?);
+        measurements.push(load.measure(service, &create)?);
+        measurements.push(load.measure(service, &signed_in("list", "/api/v1/projects?limit=20"))?);
         let (_, page) = http(port, "GET", "/api/v1/projects?limit=1", None, Some(token))?;
         let page: Value = serde_json::from_str(&page).context("the list endpoint returned invalid JSON")?;
         let id = page["items"][0]["id"].as_str().context("no project to read")?;
-        measurements.push(load(port, &signed_in("get", &format!("/api/v1/projects/{id}")))?);
+        let get = signed_in("get", &format!("/api/v1/projects/{id}"));
+        measurements.push(load.measure(service, &get)?);
+        main_read = get;
     }
     let login = Scenario {
         body: Body::Fixed(credentials.to_owned()),
         may_shed: true,
         ..Scenario::get("login", "/api/v1/auth/login")
     };
-    measurements.push(load(port, &login)?);
-    measurements.push(load(port, &signed_in("me (authenticated)", "/api/v1/auth/me"))?);
+    measurements.push(load.measure(service, &login)?);
+    measurements.push(load.measure(service, &signed_in("me (authenticated)", "/api/v1/auth/me"))?);
     let during_flood = std::thread::scope(|scope| {
-        let flood = scope.spawn(|| load(port, &login));
-        let health = load(port, &Scenario::get("health during login flood", "/health/live"));
+        let flood = scope.spawn(|| load.measure(service, &login));
+        let health = load.measure(service, &Scenario::get("health during login flood", "/health/live"));
         let _ = flood.join();
         health
     })?;
     measurements.push(during_flood);
-    Ok(measurements)
+    Ok((measurements, main_read))
 }
 
-fn measure(script: &Path, port: u16, scenario: &Scenario, seconds: u32) -> anyhow::Result<Measurement> {
-    println!("load: {} for {seconds}s", scenario.name);
-    let mut wrk = Command::new("wrk");
-    wrk.args([
-        "--threads",
-        "2",
-        "--connections",
-        "32",
-        "--duration",
-        &format!("{seconds}s"),
-        "--script",
-    ])
-    .arg(script)
-    .arg(format!("http://127.0.0.1:{port}{}", scenario.path))
-    .arg("--");
-    match &scenario.body {
-        Body::None => {}
-        Body::Unique(prefix) => {
-            wrk.args(["create", prefix]);
-        }
-        Body::Fixed(json) => {
-            wrk.args(["post", json]);
-        }
-    }
-    if let Some(token) = &scenario.token {
-        wrk.args(["bearer", token]);
-    }
-    let output = wrk.stderr(Stdio::inherit()).output().context("cannot run wrk")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .context("wrk printed no result")?;
-    let result: Value = serde_json::from_str(line)?;
-    let number = |key: &str| result[key].as_f64().unwrap_or(0.0);
-    let seconds = number("duration_us") / 1e6;
-    let failed = number("failed");
-    let turned_away = number("turned_away");
-    ensure!(failed == 0.0, "{}: {failed} requests failed", scenario.name);
-    ensure!(
-        scenario.may_shed || turned_away == 0.0,
-        "{}: {turned_away} requests were answered with an error status",
-        scenario.name
-    );
-    Ok(Measurement {
-        name: scenario.name,
-        requests_per_sec: (number("requests") - turned_away) / seconds,
-        p50_ms: number("p50_us") / 1e3,
-        p95_ms: number("p95_us") / 1e3,
-        p99_ms: number("p99_us") / 1e3,
-        turned_away_per_sec: turned_away / seconds,
-    })
-}
-
-fn report(hello: &Measurement, measurements: &[Measurement]) -> Value {
+fn report(hello: &Measurement, measurements: &[Measurement], memory: &Memory, placement: &Placement) -> Value {
     let entry = |m: &Measurement| {
         json!({
             "requests_per_sec": m.requests_per_sec.round(),
             "turned_away_per_sec": m.turned_away_per_sec.round(),
             "p50_ms": m.p50_ms, "p95_ms": m.p95_ms, "p99_ms": m.p99_ms,
             "throughput_vs_hello_world": m.requests_per_sec / hello.requests_per_sec,
+            "cpu_us_per_request": m.cpu_us,
+            "cpu_vs_hello_world": m.cpu_us.zip(hello.cpu_us).map(|(cpu, hello)| cpu / hello),
+            "database_cpu_us_per_request": m.database_cpu_us,
         })
     };
     let endpoints: serde_json::Map<String, Value> =
         measurements.iter().map(|m| (m.name.to_owned(), entry(m))).collect();
-    json!({ "hello_world": entry(hello), "endpoints": endpoints })
+    json!({
+        "placement": placement.describe(),
+        "hello_world": entry(hello),
+        "endpoints": endpoints,
+        "service_rss_kib": { "idle": memory.idle, "after_load": memory.after_load, "soak": memory.soak },
+    })
 }
 
-fn markdown(hello: &Measurement, measurements: &[Measurement]) -> String {
+fn markdown(hello: &Measurement, measurements: &[Measurement], memory: &Memory) -> String {
     let mut text = String::from(
-        "| endpoint | requests/s | turned away/s | p50 ms | p95 ms | p99 ms | throughput vs hello-world |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| endpoint | requests/s | turned away/s | p50 ms | p95 ms | p99 ms | throughput vs hello-world | server CPU µs/request | vs hello-world | database CPU µs/request |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let figure =
+        |value: Option<f64>, digits: usize| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.digits$}"));
     for m in std::iter::once(hello).chain(measurements) {
         let ratio = m.requests_per_sec / hello.requests_per_sec;
+        let cpu_ratio = m.cpu_us.zip(hello.cpu_us).map(|(cpu, hello)| cpu / hello);
         let _ = writeln!(
             text,
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {ratio:.5} |",
-            m.name, m.requests_per_sec, m.turned_away_per_sec, m.p50_ms, m.p95_ms, m.p99_ms
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {ratio:.5} | {} | {} | {} |",
+            m.name,
+            m.requests_per_sec,
+            m.turned_away_per_sec,
+            m.p50_ms,
+            m.p95_ms,
+            m.p99_ms,
+            figure(m.cpu_us, 1),
+            figure(cpu_ratio, 2),
+            figure(m.database_cpu_us, 1),
         );
+    }
+    let kib = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value} KiB"));
+    let _ = writeln!(
+        text,
+        "\nService resident memory: {} idle, {} after the load.",
+        kib(memory.idle),
+        kib(memory.after_load)
+    );
+    if !memory.soak.is_empty() {
+        let samples: Vec<String> = memory.soak.iter().map(u64::to_string).collect();
+        let _ = writeln!(text, "During the soak, every 30 s (KiB): {}.", samples.join(", "));
     }
     text
 }
@@ -348,8 +310,9 @@ fn regressions(ratios: &BTreeMap<String, f64>, baseline: &Value, tolerance: u8) 
 }
 
 /// A database for the benchmark alone, emptied and migrated: the development one with
-/// `_bench` appended to its name.
-fn bench_database(sh: &Shell) -> anyhow::Result<String> {
+/// `_bench` appended to its name. Also returns the process id of its server when that is the
+/// development PostgreSQL, which runs here.
+fn bench_database(sh: &Shell, binaries: &std::path::Path) -> anyhow::Result<(String, Option<u32>)> {
     let configured = std::env::var("DATABASE_URL")
         .ok()
         .or_else(|| project::dotenv_get("DATABASE_URL"));
@@ -363,11 +326,12 @@ fn bench_database(sh: &Shell) -> anyhow::Result<String> {
             },
         )?,
     };
+    let server = db::is_development_url(&url).then(|| db::server_pid(sh)).flatten();
     let url = match url.split_once('?') {
         Some((base, query)) => format!("{base}_bench?{query}"),
         None => format!("{url}_bench"),
     };
-    let binary = target_dir().join("release").join(project::package_field("name")?);
+    let binary = binaries.join(project::package_field("name")?);
     // Run first: in development it creates the database when missing.
     for args in [
         ["migrate", "run"].as_slice(),
@@ -383,7 +347,7 @@ fn bench_database(sh: &Shell) -> anyhow::Result<String> {
             .run()
             .context("cannot prepare the benchmark database (is DATABASE_URL right and PostgreSQL running?)")?;
     }
-    Ok(url)
+    Ok((url, server))
 }
 
 fn target_dir() -> PathBuf {
@@ -431,6 +395,10 @@ fn wait_for(port: u16, path: &str) -> anyhow::Result<()> {
 struct Process(Child);
 
 impl Process {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     fn start(command: &mut Command) -> anyhow::Result<Self> {
         Ok(Self(
             command
