@@ -32,7 +32,7 @@ impl AppState {
         let limits = &config.rate_limit;
         Ok(Self {
 {%- if auth != "none" %}
-            auth: Arc::new(crate::auth::Auth::new(&config.auth, limits, config.environment)?),
+            auth: Arc::new(crate::auth::Auth::new(&config.auth, limits, config.environment, &db)?),
 {%- endif %}
             address_limit: Arc::new(AddressLimit::per_minute(
                 "per client address",

@@ -11,7 +11,7 @@ use uuid::Uuid;
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
 /// Clock skew tolerated between this service and the issuer, for `exp` and `nbf`.
-const LEEWAY_SECS: u64 = 30;
+pub const LEEWAY_SECS: u64 = 30;
 
 /// What an access token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

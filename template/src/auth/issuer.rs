@@ -3,6 +3,7 @@
 //! and per sign-in target).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -10,6 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::sessions::{Sessions, Watch};
 use super::{AccessClaims, Passwords, Tokens};
 use crate::config::{Environment, RateLimitConfig};
 use crate::db::{Database, DbError};
@@ -139,12 +141,23 @@ pub struct Auth {
     pub passwords: Passwords,
     pub per_account: Limit<Uuid>,
     pub sign_in: SignInLimits,
+    sessions: Arc<Sessions>,
+    _watch: Watch,
 }
 
 impl Auth {
-    /// Fails when the signing keys or the password hashing settings are unusable.
-    pub fn new(config: &AuthConfig, limits: &RateLimitConfig, environment: Environment) -> anyhow::Result<Self> {
+    /// Fails when the signing keys or the password hashing settings are unusable. Starts
+    /// listening for account changes on `db`, so it must be called inside a Tokio runtime.
+    pub fn new(
+        config: &AuthConfig,
+        limits: &RateLimitConfig,
+        environment: Environment,
+        db: &Database,
+    ) -> anyhow::Result<Self> {
+        let sessions = Arc::new(Sessions::default());
         Ok(Self {
+            _watch: sessions.watch(db),
+            sessions,
             tokens: Tokens::new(config, environment)?,
             passwords: Passwords::new(config)?,
             per_account: Limit::per_minute("per account", config.per_account_per_minute, limits.enabled),
@@ -164,16 +177,31 @@ impl Auth {
         })
     }
 
-    /// The permissions of the account a verified token names, read from the database on every
-    /// request, so that a disabled account or a revoked role stops working at once rather
-    /// than when its token expires; `None` when the account may no longer act.
-    pub async fn permissions(&self, db: &Database, claims: &AccessClaims) -> Result<Option<Vec<String>>, DbError> {
+    /// The permissions of the account a verified token names while the token's session is
+    /// live; `None` when the account may no longer act. Remembered between requests, and
+    /// forgotten on every replica within a second of a change (see `sessions`), so that a
+    /// disabled account, a revoked role or an ended session stops working at once rather than
+    /// when its token expires.
+    pub async fn permissions(&self, db: &Database, claims: &AccessClaims) -> Result<Option<Arc<[String]>>, DbError> {
         // A token of ours names its session; one without is not ours to honour.
         let Some(session) = claims.sid else {
             return Ok(None);
         };
+        if let Some(permissions) = self.sessions.get(claims.sub, session) {
+            return Ok(Some(permissions));
+        }
+        let epoch = self.sessions.epoch();
         let mut conn = db.acquire().await?;
-        crate::db::users::session_permissions(&mut conn, claims.sub, session).await
+        let Some(live) = crate::db::users::live_session(&mut conn, claims.sub, session).await? else {
+            return Ok(None);
+        };
+        self.sessions.remember(epoch, claims.sub, session, &live);
+        Ok(Some(live.permissions))
+    }
+
+    /// How many sessions this replica remembers now.
+    pub fn remembered_sessions(&self) -> usize {
+        self.sessions.len()
     }
 }
 
@@ -216,6 +244,17 @@ mod tests {
         assert!(error.to_string().contains("APP_AUTH__PASSWORD_MEMORY_KIB"), "{error}");
         assert!(config(1024).validate(Environment::Development).is_ok());
         assert!(config(19_456).validate(Environment::Production).is_ok());
+    }
+
+    #[test]
+    fn passwords_are_hashed_on_every_cpu_unless_configured() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(AuthConfig::default().password_hashing_concurrency(), cpus);
+        let configured = AuthConfig {
+            password_hashing_concurrency: Some(cpus + 3),
+            ..AuthConfig::default()
+        };
+        assert_eq!(configured.password_hashing_concurrency(), cpus + 3);
     }
 
     #[test]

@@ -7,7 +7,9 @@ mod issuer;
 pub mod keys;
 pub mod passwords;
 pub mod refresh;
+mod sessions;
 pub mod tokens;
+mod verified;
 
 pub use claims::{AccessClaims, InvalidToken};
 pub use issuer::{Auth, AuthConfig, SignInLimits};
@@ -15,6 +17,7 @@ pub use passwords::{NewPassword, Passwords, Saturated, Verdict};
 pub use tokens::Tokens;
 {%- else %}
 pub mod remote;
+mod verified;
 mod verifier;
 
 pub use claims::{AccessClaims, InvalidToken};

@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::AuthConfig;
 use super::claims::{self, AccessClaims, InvalidToken};
+use super::verified::VerifiedTokens;
 use crate::config::Environment;
 
 /// Largest key set accepted; a real one is a few hundred bytes.
@@ -24,6 +25,7 @@ const MAX_KEY_SET_BYTES: usize = 64 * 1024;
 pub struct Tokens {
     keys: RemoteKeys,
     validation: Validation,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -71,14 +73,20 @@ impl Tokens {
                 fetches: AtomicU64::new(0),
             },
             validation: claims::validation(&config.issuer, &config.audience),
+            verified: VerifiedTokens::default(),
         })
     }
 
-    /// The claims of `token` if the issuer signed it, it is current, and it is for us.
+    /// The claims of `token` if the issuer signed it, it is current, and it is for us; a
+    /// token seen before is not checked again (see `verified`), so one signed with a key the
+    /// issuer has since withdrawn keeps working until it expires, as it would elsewhere.
     pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
-        let kid = claims::key_id(token)?;
-        let key = self.keys.get(&kid).await.ok_or(InvalidToken::UnknownKey)?;
-        claims::decode(token, &key, &self.validation)
+        let check = async {
+            let kid = claims::key_id(token)?;
+            let key = self.keys.get(&kid).await.ok_or(InvalidToken::UnknownKey)?;
+            claims::decode(token, &key, &self.validation)
+        };
+        self.verified.get_or_check(token, check).await
     }
 
     /// How often the key set was requested from the issuer, successfully or not.

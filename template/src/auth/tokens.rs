@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::AuthConfig;
 use super::claims::{self, ACCESS_TOKEN_TYPE, AccessClaims, InvalidToken};
 use super::keys::Keys;
+use super::verified::VerifiedTokens;
 use crate::config::Environment;
 
 /// Issues and verifies access tokens.
@@ -21,6 +22,7 @@ pub struct Tokens {
     audience: String,
     access_ttl: Duration,
     validation: Validation,
+    verified: VerifiedTokens,
 }
 
 impl Tokens {
@@ -31,6 +33,7 @@ impl Tokens {
             audience: config.audience.clone(),
             access_ttl: config.access_token_ttl(),
             validation: claims::validation(&config.issuer, &config.audience),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -65,13 +68,15 @@ impl Tokens {
         Ok(jsonwebtoken::encode(&header, &claims, key)?)
     }
 
-    /// The claims of `token` if it is an access token of ours, signed, current, and for us.
-    /// Async like the verifier's, which may fetch the issuer's keys, so that callers read the
-    /// same in every shape.
-    #[allow(clippy::unused_async, reason = "one signature with the verifier's")]
+    /// The claims of `token` if it is an access token of ours, signed, current, and for us;
+    /// a token seen before is not checked again (see `verified`). Async like the verifier's,
+    /// which may fetch the issuer's keys, so that callers read the same in every shape.
     pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
-        let kid = claims::key_id(token)?;
-        let key = self.keys.verifying(&kid).ok_or(InvalidToken::UnknownKey)?;
-        claims::decode(token, key, &self.validation)
+        let check = async {
+            let kid = claims::key_id(token)?;
+            let key = self.keys.verifying(&kid).ok_or(InvalidToken::UnknownKey)?;
+            claims::decode(token, key, &self.validation)
+        };
+        self.verified.get_or_check(token, check).await
     }
 }

@@ -1,6 +1,7 @@
 //! The verifier's settings (`[auth]`, `APP_AUTH__*`): whose access tokens to accept and where
 //! its keys are, and what it runs with: the issuer's cached keys and the limit per account.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -92,7 +93,12 @@ pub struct Auth {
 
 impl Auth {
     /// Fails when the token settings are unusable.
-    pub fn new(config: &AuthConfig, limits: &RateLimitConfig, environment: Environment) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &AuthConfig,
+        limits: &RateLimitConfig,
+        environment: Environment,
+        _db: &Database,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             tokens: Tokens::new(config, environment)?,
             per_account: Limit::per_minute("per account", config.per_account_per_minute, limits.enabled),
@@ -105,7 +111,7 @@ impl Auth {
         clippy::unused_async,
         reason = "one signature with the issuer's, which reads its database"
     )]
-    pub async fn permissions(&self, _db: &Database, claims: &AccessClaims) -> Result<Option<Vec<String>>, DbError> {
-        Ok(Some(claims.permissions()))
+    pub async fn permissions(&self, _db: &Database, claims: &AccessClaims) -> Result<Option<Arc<[String]>>, DbError> {
+        Ok(Some(claims.permissions().into()))
     }
 }

@@ -23,6 +23,9 @@ const TOO_MANY_CONNECTIONS: &str = "53300";
 /// sees at most one check per this interval, and an outage shows within it.
 pub const PING_REUSE: Duration = Duration::from_millis(500);
 
+/// A connection idle for longer is checked before it is handed out.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// The pool plus the bookkeeping sqlx does not expose.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -60,6 +63,18 @@ impl Database {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout())
+            // sqlx would ping every connection before handing it out, a round trip per request;
+            // only one that sat idle for a while is checked. One that died in use (a restart, a
+            // failover) fails its next query instead, which answers 503 and is not reused.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > CHECK_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         Ok(Self::from_pool(pool))
     }

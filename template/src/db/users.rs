@@ -1,6 +1,8 @@
 //! Queries on `users` and their roles. Emails compare without letter case, through the
 //! `lower(email)` unique index.
 
+use std::sync::Arc;
+
 use sqlx::{Connection, PgConnection, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -136,29 +138,38 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<User>, DbE
         .map_err(classify)
 }
 
-/// The permissions of an active account through its roles, while its session `session` is
-/// live; `None` when the account is missing or disabled, or the session ended or lapsed.
-pub async fn session_permissions(
-    conn: &mut PgConnection,
-    id: Uuid,
-    session: Uuid,
-) -> Result<Option<Vec<String>>, DbError> {
-    sqlx::query_scalar(
-        "SELECT coalesce(array_agg(DISTINCT rp.permission) FILTER (WHERE rp.permission IS NOT NULL), '{}')
+/// An active account's session that has not ended, and what the account may do in it.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// Through the account's roles.
+    pub permissions: Arc<[String]>,
+    /// When the session reaches its absolute lifetime, unless it ends earlier.
+    pub ends_at: OffsetDateTime,
+}
+
+/// Session `session` of account `id`, while both are live; `None` when the account is missing
+/// or disabled, or the session ended or lapsed.
+pub async fn live_session(conn: &mut PgConnection, id: Uuid, session: Uuid) -> Result<Option<LiveSession>, DbError> {
+    let row: Option<(Vec<String>, OffsetDateTime)> = sqlx::query_as(
+        "SELECT coalesce(array_agg(DISTINCT rp.permission) FILTER (WHERE rp.permission IS NOT NULL), '{}'),
+                f.family_expires_at
          FROM users u
+         JOIN refresh_tokens f ON f.id = $2 AND f.user_id = u.id
+                               AND f.revoked_at IS NULL AND f.family_expires_at > now()
          LEFT JOIN user_roles ur ON ur.user_id = u.id
          LEFT JOIN role_permissions rp ON rp.role = ur.role
          WHERE u.id = $1 AND u.status = 'active'
-           AND EXISTS (SELECT 1 FROM refresh_tokens f
-                       WHERE f.id = $2 AND f.user_id = u.id
-                         AND f.revoked_at IS NULL AND f.family_expires_at > now())
-         GROUP BY u.id",
+         GROUP BY u.id, f.family_expires_at",
     )
     .bind(id)
     .bind(session)
     .fetch_optional(&mut *conn)
     .await
-    .map_err(classify)
+    .map_err(classify)?;
+    Ok(row.map(|(permissions, ends_at)| LiveSession {
+        permissions: permissions.into(),
+        ends_at,
+    }))
 }
 
 /// Accounts oldest first, a page at a time.

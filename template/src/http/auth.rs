@@ -318,9 +318,10 @@ async fn token_pair(
     refused: ApiError,
 ) -> Result<TokenPair, ApiError> {
     // The permissions travel in the token for services that check it without this database.
-    let permissions = db::users::session_permissions(conn, user, session)
+    let permissions = db::users::live_session(conn, user, session)
         .await?
-        .ok_or(refused)?;
+        .ok_or(refused)?
+        .permissions;
     Ok(TokenPair {
         access_token: state.auth.tokens.issue_access(user, session, &permissions)?,
         token_type: "Bearer".to_owned(),
@@ -395,7 +396,7 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>
         id: account.id,
         email: account.email,
         roles: account.roles,
-        permissions: user.permissions,
+        permissions: user.permissions.to_vec(),
         created_at: account.created_at,
     }))
 }

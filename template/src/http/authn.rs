@@ -4,6 +4,7 @@
 //! current they are), and `Authorized<P>` also requires permission `P`.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -59,7 +60,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub id: Uuid,
-    pub permissions: Vec<String>,
+    pub permissions: Arc<[String]>,
 }
 
 impl CurrentUser {

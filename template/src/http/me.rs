@@ -34,6 +34,6 @@ pub struct Caller {
 async fn me(user: CurrentUser) -> Json<Caller> {
     Json(Caller {
         id: user.id,
-        permissions: user.permissions,
+        permissions: user.permissions.to_vec(),
     })
 }

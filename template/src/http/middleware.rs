@@ -1,6 +1,6 @@
 //! Middleware that every route runs through: request ids, the request span with its log line
-//! and metrics, error bodies normalised to problem+json, and the handlers for panics and
-//! overload that the tower layers report to.
+//! and metrics, security headers, error bodies normalised to problem+json, and the handlers for
+//! panics and overload that the tower layers report to.
 
 use std::any::Any;
 use std::time::Instant;
@@ -23,23 +23,6 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
-/// Accepts the caller's `x-request-id` when it is a sane token (so ids correlate across
-/// services), otherwise mints one; either way it is echoed on the response.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| is_acceptable_id(value))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    response
-}
-
 /// Client-chosen ids end up in every log line, so only short, plain tokens are kept.
 fn is_acceptable_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
@@ -48,21 +31,25 @@ fn is_acceptable_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Runs the request inside a span carrying its id, method and route, then logs one line with
-/// the status and latency and records the request in the metrics.
-pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Gives the request its id and runs it inside a span carrying the id, method and route, then
+/// logs one line with the status and latency, records the request in the metrics, and echoes
+/// the id in `x-request-id`. The id is the caller's when it is a sane token (so ids correlate
+/// across services), otherwise a new one.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| is_acceptable_id(value))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
     // The client address is recorded once `client_ip::resolve_client` has worked it out, and
     // the account once `authn` has verified its token.
     let span = tracing::info_span!(
@@ -92,6 +79,29 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         status: status.as_u16(),
     };
     state.metrics.record_request(&labels, elapsed);
+    let mut response = response;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Headers every response carries unless its route set its own (the docs pages relax the
+/// CSP, for example).
+pub async fn security_headers<B>(mut response: Response<B>) -> Response<B> {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    }
     response
 }
 

@@ -38,7 +38,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
@@ -47,7 +47,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::OpenApi;
 
 use crate::AppState;
@@ -106,7 +105,6 @@ fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppStat
     let server = &state.config.server;
     let cors = (server.cors_origins().next().is_some()).then(|| cors(server.cors_origins()));
     let stack = ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(middleware::request_id))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -116,24 +114,12 @@ fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppStat
         // needs to show it.
         .option_layer(cors)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
-        .layer(security_header(header::CACHE_CONTROL, "no-store"))
-        .layer(security_header(
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ))
+        .layer(axum::middleware::map_response(middleware::security_headers))
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(middleware::problem_details))
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
         .layer(DefaultBodyLimit::disable());
     router.layer(stack)
-}
-
-/// Sets a header unless the route set its own (the docs pages relax the CSP, for example).
-fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 fn cors<'a>(origins: impl Iterator<Item = &'a str>) -> CorsLayer {

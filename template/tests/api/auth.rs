@@ -31,10 +31,11 @@ impl TestApp {
             db::refresh_tokens::start_family(&mut conn, id, &refresh_hash, self.state.config.auth.session_lifetimes())
                 .await
                 .expect("session");
-        let permissions = db::users::session_permissions(&mut conn, id, session)
+        let permissions = db::users::live_session(&mut conn, id, session)
             .await
             .expect("permissions")
-            .expect("an active account");
+            .expect("an active account")
+            .permissions;
         let token = self
             .state
             .auth

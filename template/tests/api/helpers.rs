@@ -25,7 +25,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
-    pub database: TestDatabase,
+    /// Shared with the app's replicas.
+    pub database: Arc<TestDatabase>,
 {%- if auth == "verifier" %}
     /// Signs the tokens and serves the keys this service trusts.
     pub issuer: crate::issuer::TestIssuer,
@@ -68,13 +69,34 @@ impl TestApp {
     /// Spawns the service with adjusted settings and extra API routes, which run behind the
     /// same limits and middleware as the real ones (for probing timeouts, panics and limits).
     pub async fn spawn_with(configure: impl FnOnce(&mut Config), extra_routes: Router<AppState>) -> Self {
-        let database = TestDatabase::migrated().await;
+        let database = Arc::new(TestDatabase::migrated().await);
         let mut config = test_config(&database.url);
 {%- if auth == "verifier" %}
         let issuer = crate::issuer::TestIssuer::start().await;
         config.auth = issuer.config();
 {%- endif %}
         configure(&mut config);
+        Self::start(config, database, extra_routes{% if auth == "verifier" %}, issuer{% endif %}).await
+    }
+{%- if auth == "issuer" %}
+
+    /// Another instance of the service on this one's database and settings, as another
+    /// replica in the same deployment would be.
+    pub async fn replica(&self) -> Self {
+        Self::start((*self.state.config).clone(), Arc::clone(&self.database), Router::new()).await
+    }
+{%- endif %}
+
+{%- if auth == "verifier" %}
+    async fn start(
+        config: Config,
+        database: Arc<TestDatabase>,
+        extra_routes: Router<AppState>,
+        issuer: crate::issuer::TestIssuer,
+    ) -> Self {
+{%- else %}
+    async fn start(config: Config, database: Arc<TestDatabase>, extra_routes: Router<AppState>) -> Self {
+{%- endif %}
         let db = Database::connect(&config.database).expect("valid database settings");
         let state = AppState::new(config, db).expect("valid auth settings");
         let router = http::assemble(http::api_routes().merge(extra_routes), state.clone());
@@ -255,9 +277,12 @@ impl Gate {
         let _ = self.open.acquire().await.map(SemaphorePermit::forget);
     }
 
-    /// Waits until a request has reached the handler.
+    /// Waits until a request has reached the handler. A request that never arrives (answered
+    /// early by a layer in front) fails the test here rather than hanging it.
     pub async fn entered(&self) {
-        self.entered.notified().await;
+        tokio::time::timeout(Duration::from_secs(10), self.entered.notified())
+            .await
+            .expect("no request reached the gate within 10 s");
     }
 
     /// Lets every waiting and future request through.

@@ -21,6 +21,7 @@ mod callers;
 
 mod auth;
 mod process_issuer;
+mod replicas;
 mod sign_in_limits;
 mod tokens;
 {%- endif %}

@@ -11,9 +11,10 @@ use crate::database::TestDatabase;
 
 const BINARY: &str = env!(concat!("CARGO_BIN_EXE_", env!("CARGO_PKG_NAME")));
 
-/// The binary with a clean environment, run from an empty directory so no `.env` is found.
+/// The binary with a clean environment, run from an empty directory outside the project so
+/// that no `.env` is found in it or above it. Every run shares the one directory.
 pub fn binary(args: &[&str]) -> Command {
-    let dir = std::env::temp_dir().join(format!("process-test-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(concat!(env!("CARGO_PKG_NAME"), "-process-tests"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut command = Command::new(BINARY);
     command.args(args).current_dir(&dir).env_clear();
