@@ -235,15 +235,21 @@ mod tests {
 
     #[test]
     fn production_refuses_password_hashing_below_the_owasp_minimum() {
-        let config = |memory| AuthConfig {
+        let config = |memory, iterations| AuthConfig {
             password_memory_kib: memory,
+            password_iterations: iterations,
             ..AuthConfig::default()
         };
 
-        let error = config(1024).validate(Environment::Production).expect_err("refused");
+        let error = config(1024, 2).validate(Environment::Production).expect_err("refused");
         assert!(error.to_string().contains("APP_AUTH__PASSWORD_MEMORY_KIB"), "{error}");
-        assert!(config(1024).validate(Environment::Development).is_ok());
-        assert!(config(19_456).validate(Environment::Production).is_ok());
+        let error = config(19_456, 1)
+            .validate(Environment::Production)
+            .expect_err("refused");
+        assert!(error.to_string().contains("APP_AUTH__PASSWORD_ITERATIONS"), "{error}");
+        assert!(config(1024, 1).validate(Environment::Development).is_ok());
+        assert!(config(19_456, 2).validate(Environment::Production).is_ok());
+        assert!(config(19_456, 3).validate(Environment::Production).is_ok());
     }
 
     #[test]

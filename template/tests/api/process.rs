@@ -1,7 +1,7 @@
 //! The compiled binary: configuration errors, the `migrate` subcommands, JSON logs with request
 //! ids, a clean exit on SIGTERM, and no secret in the logs.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -27,6 +27,49 @@ pub fn binary(args: &[&str]) -> Command {
     command
 }
 
+/// `Command::output` that fails the test when the process is still running after 30 s, as a
+/// binary that should refuse to start would be if it started serving instead.
+pub trait RunToExit {
+    fn run_to_exit(&mut self) -> Output;
+}
+
+impl RunToExit for Command {
+    fn run_to_exit(&mut self) -> Output {
+        let mut child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        let read_all = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = read_all(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = read_all(Box::new(child.stderr.take().expect("stderr")));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{self:?} was still running after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: stdout.join().expect("stdout"),
+            stderr: stderr.join().expect("stderr"),
+        }
+    }
+}
+
 pub fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
 }
@@ -44,7 +87,7 @@ pub fn free_port() -> u16 {
 
 #[test]
 fn a_missing_database_url_is_one_clear_line() {
-    let output = binary(&["serve"]).output().expect("run");
+    let output = binary(&["serve"]).run_to_exit();
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
@@ -57,8 +100,7 @@ fn a_bad_port_names_the_setting() {
     let output = binary(&["serve"])
         .env("DATABASE_URL", "postgres://localhost/x")
         .env("APP_SERVER__PORT", "eighty")
-        .output()
-        .expect("run");
+        .run_to_exit();
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
@@ -68,7 +110,7 @@ fn a_bad_port_names_the_setting() {
 
 #[test]
 fn a_bad_flag_is_refused_with_usage() {
-    let output = binary(&["migrate", "sideways"]).output().expect("run");
+    let output = binary(&["migrate", "sideways"]).run_to_exit();
 
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr_of(&output).contains("Usage"), "{}", stderr_of(&output));
@@ -80,7 +122,7 @@ async fn migrate_subcommands_apply_report_and_revert() {
     let migrate = |args: &[&str]| {
         let mut all = vec!["migrate"];
         all.extend_from_slice(args);
-        let output = binary(&all).env("DATABASE_URL", &database.url).output().expect("run");
+        let output = binary(&all).env("DATABASE_URL", &database.url).run_to_exit();
         assert!(output.status.success(), "migrate {args:?}: {}", stderr_of(&output));
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
@@ -102,8 +144,7 @@ async fn migrate_run_creates_a_missing_database() {
 
     let output = binary(&["migrate", "run"])
         .env("DATABASE_URL", &database.url)
-        .output()
-        .expect("run");
+        .run_to_exit();
 
     assert!(output.status.success(), "{}", stderr_of(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -116,8 +157,7 @@ fn migrating_an_unreachable_database_says_what_to_check() {
     let output = binary(&["migrate", "run"])
         .env("DATABASE_URL", &url)
         .env("APP_DATABASE__ACQUIRE_TIMEOUT_MS", "500")
-        .output()
-        .expect("run");
+        .run_to_exit();
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
@@ -260,8 +300,7 @@ async fn variables_kubernetes_injects_are_ignored_but_misspelt_settings_are_not(
         binary(&["migrate", "status"])
             .env("DATABASE_URL", &database.url)
             .env(extra.0, extra.1)
-            .output()
-            .expect("run")
+            .run_to_exit()
     };
 
     let injected = status(("APP_PORT", "tcp://10.0.0.7:80"));
@@ -279,8 +318,7 @@ async fn healthcheck_succeeds_only_while_the_service_is_live() {
         binary(&["healthcheck"])
             .env("DATABASE_URL", &database.url)
             .env("APP_SERVER__PORT", port.to_string())
-            .output()
-            .expect("run")
+            .run_to_exit()
     };
 
     let down = healthcheck();

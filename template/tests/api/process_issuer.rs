@@ -7,7 +7,7 @@ use std::process::{Output, Stdio};
 
 use crate::auth::PASSWORD;
 use crate::database::TestDatabase;
-use crate::process::{binary, config_dir, free_port, serve, stderr_of, terminate, wait_until_live};
+use crate::process::{RunToExit, binary, config_dir, free_port, serve, stderr_of, terminate, wait_until_live};
 
 #[test]
 fn production_refuses_the_development_key_before_listening() {
@@ -22,8 +22,7 @@ fn production_refuses_the_development_key_before_listening() {
                 .nth(1)
                 .expect("the development key"),
         )
-        .output()
-        .expect("run");
+        .run_to_exit();
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);

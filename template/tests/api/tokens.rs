@@ -130,6 +130,21 @@ fn the_development_key_id_matches_the_development_key() {
     assert_eq!(kid, DEVELOPMENT_KEY_ID);
 }
 
+#[test]
+fn the_keys_print_their_ids_and_never_the_private_key() {
+    let config = development_auth();
+    let pem = secrecy::ExposeSecret::expose_secret(config.signing_key.as_ref().expect("a development key")).to_owned();
+    let secret = pem
+        .lines()
+        .find(|line| !line.is_empty() && !line.starts_with("-----"))
+        .expect("the key's base64");
+
+    let printed = format!("{:?}", tokens(|_| {}));
+
+    assert!(printed.contains(DEVELOPMENT_KEY_ID), "{printed}");
+    assert!(!printed.contains(secret), "{printed}");
+}
+
 #[tokio::test]
 async fn forged_and_tampered_tokens_are_refused() {
     let tokens = tokens(|_| {});
