@@ -207,7 +207,12 @@ impl Drop for Watch {
 
 async fn listen(sessions: &Sessions, pool: &PgPool) {
     loop {
-        let mut listener = match PgListener::connect_with(pool).await {
+        let connected = async {
+            let mut listener = PgListener::connect_with(pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match connected.await {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot listen for account changes; reading the database instead");
@@ -215,11 +220,6 @@ async fn listen(sessions: &Sessions, pool: &PgPool) {
                 continue;
             }
         };
-        if let Err(err) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %err, "cannot listen for account changes; reading the database instead");
-            tokio::time::sleep(STALE_AFTER).await;
-            continue;
-        }
         sessions.listening.store(true, Ordering::Release);
         loop {
             match listener.try_recv().await {

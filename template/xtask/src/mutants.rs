@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use xshell::{Shell, cmd};
+use xshell::cmd;
 
 use crate::flags::Mutants;
 use crate::project;
@@ -25,7 +25,8 @@ pub fn run(flags: &Mutants) -> anyhow::Result<()> {
         }
     }
     let sh = project::shell()?;
-    ensure_cargo_mutants(&sh)?;
+    let cargo = project::cargo();
+    project::ensure_cargo_tool(&sh, "cargo-mutants", CARGO_MUTANTS_VERSION, &cargo, &["mutants"])?;
     // The mutants are built in a copy of the project, where `.env` may not be: the tests find
     // their database through the environment instead.
     if std::env::var_os("DATABASE_URL").is_none()
@@ -33,7 +34,6 @@ pub fn run(flags: &Mutants) -> anyhow::Result<()> {
     {
         sh.set_var("DATABASE_URL", url);
     }
-    let cargo = project::cargo();
     let package = project::package_field("name")?;
     let output = root.join("target").join("mutants");
     let files = flags.files.iter().flat_map(|file| ["--file", file.as_str()]);
@@ -58,26 +58,4 @@ pub fn run(flags: &Mutants) -> anyhow::Result<()> {
         }
         _ => bail!("cargo mutants failed ({status})"),
     }
-}
-
-/// cargo-mutants at the pinned version, installed on first use.
-fn ensure_cargo_mutants(sh: &Shell) -> anyhow::Result<()> {
-    let cargo = project::cargo();
-    let installed = cmd!(sh, "{cargo} mutants --version")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_default();
-    if installed.split_whitespace().last() != Some(CARGO_MUTANTS_VERSION) {
-        println!("installing cargo-mutants {CARGO_MUTANTS_VERSION} (once)");
-        cmd!(
-            sh,
-            "{cargo} install cargo-mutants --version {CARGO_MUTANTS_VERSION} --locked"
-        )
-        .run()
-        .with_context(|| {
-            format!("cannot install cargo-mutants; install it with `cargo install cargo-mutants --version {CARGO_MUTANTS_VERSION} --locked`")
-        })?;
-    }
-    Ok(())
 }

@@ -37,6 +37,26 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+/// Makes sure the cargo tool `krate` is installed at `version`, installing it on first use;
+/// `program args... --version` prints the installed version as its last word.
+pub fn ensure_cargo_tool(sh: &Shell, krate: &str, version: &str, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let installed = cmd!(sh, "{program} {args...} --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    if installed.split_whitespace().last() == Some(version) {
+        return Ok(());
+    }
+    println!("installing {krate} {version} (once)");
+    let cargo = cargo();
+    cmd!(sh, "{cargo} install {krate} --version {version} --locked")
+        .run()
+        .with_context(|| {
+            format!("cannot install {krate}; install it with `cargo install {krate} --version {version} --locked`")
+        })
+}
+
 /// `cargo run` of the service binary with `args`; migrations and the OpenAPI document come
 /// from the binary itself, the same code a container runs.
 pub fn service<'a>(sh: &'a Shell, args: &[&str]) -> Cmd<'a> {

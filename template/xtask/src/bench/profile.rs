@@ -22,19 +22,7 @@ pub fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
         cmd!(sh, "perf --version").quiet().ignore_stdout().run().is_ok(),
         "perf is missing; install it (apt-get install linux-perf) or leave out --profile"
     );
-    let cargo = project::cargo();
-    let installed = cmd!(sh, "inferno-flamegraph --version")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_default();
-    if installed.split_whitespace().last() != Some(INFERNO_VERSION) {
-        println!("installing inferno {INFERNO_VERSION} (once)");
-        cmd!(sh, "{cargo} install inferno --version {INFERNO_VERSION} --locked")
-            .run()
-            .context("cannot install inferno; install it with `cargo install inferno --locked`")?;
-    }
-    Ok(())
+    project::ensure_cargo_tool(sh, "inferno", INFERNO_VERSION, "inferno-flamegraph", &[])
 }
 
 /// A `perf record` of one process, running until [`Recording::finish`].
