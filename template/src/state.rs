@@ -1,5 +1,7 @@
-//! What every handler can reach: cheap to clone, shared behind `Arc`s.
+//! What every handler can reach, behind one `Arc`: every request clones the state several
+//! times on its way through the middleware, and one reference count is cheaper than seven.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,16 +13,21 @@ use crate::limits::AddressLimit;
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The state itself. The configuration, the lifecycle and the proxy list have `Arc`s of their
+/// own because the server loop and the signal handler hold them without the rest.
+#[derive(Debug)]
+pub struct Shared {
     pub config: Arc<Config>,
     pub db: Database,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
     pub lifecycle: Arc<Lifecycle>,
 {%- if auth != "none" %}
-    pub auth: Arc<crate::auth::Auth>,
+    pub auth: crate::auth::Auth,
 {%- endif %}
     /// API requests per client address.
-    pub address_limit: Arc<AddressLimit>,
+    pub address_limit: AddressLimit,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<[IpNet]>,
 }
@@ -30,22 +37,30 @@ impl AppState {
     /// a key or a proxy range.
     pub fn new(config: Config, db: Database) -> anyhow::Result<Self> {
         let limits = &config.rate_limit;
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
 {%- if auth != "none" %}
-            auth: Arc::new(crate::auth::Auth::new(&config.auth, limits, config.environment, &db)?),
+            auth: crate::auth::Auth::new(&config.auth, limits, config.environment, &db)?,
 {%- endif %}
-            address_limit: Arc::new(AddressLimit::per_minute(
+            address_limit: AddressLimit::per_minute(
                 "per client address",
                 limits.per_ip_per_minute,
                 limits.enabled,
                 limits.ipv6_prefix,
-            )),
+            ),
             trusted_proxies: limits.trusted_proxies()?.into(),
             config: Arc::new(config),
             db,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Metrics::default(),
             lifecycle: Arc::new(Lifecycle::default()),
-        })
+        })))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 

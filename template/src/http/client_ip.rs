@@ -1,20 +1,16 @@
 //! Who the client is: the connection's peer address, or, when the connection comes from a
 //! trusted proxy, the address that proxy names in `X-Forwarded-For`. Resolved once per request
 //! for the rate limits and the logs. A trusted proxy also says whether the client came over
-//! HTTPS, and only then does the response carry `Strict-Transport-Security`: the service
-//! itself speaks plain HTTP, where the header means nothing.
+//! HTTPS, and only then does the response carry `Strict-Transport-Security`.
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 
 use super::error::ApiError;
-use crate::AppState;
 
 /// The client's address, as [`client_ip`] resolved it; set on every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,23 +79,16 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> (IpAddr,
     }
 }
 
-/// Two years, subdomains included: browsers then refuse plain HTTP to this host.
-const HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
-
-/// Resolves the client address and stores it on the request; marks HTTPS responses with HSTS.
-pub async fn resolve_client(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// Resolves the client of `request`, stores it on the request for the rate limits and
+/// handlers, and says whether the client came over HTTPS.
+pub fn resolve_request(request: &mut Request, trusted: &[IpNet]) -> (IpAddr, bool) {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
-    let (ip, https) = resolve(peer, request.headers(), &state.trusted_proxies);
-    tracing::Span::current().record("client_ip", tracing::field::display(ip));
+    let (ip, https) = resolve(peer, request.headers(), trusted);
     request.extensions_mut().insert(ClientIp(ip));
-    let mut response = next.run(request).await;
-    if https {
-        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
-    }
-    response
+    (ip, https)
 }
 
 /// The address resolved for `request`, or the unspecified address when none was (a route

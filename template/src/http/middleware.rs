@@ -1,27 +1,24 @@
-//! Middleware that every route runs through: request ids, the request span with its log line
-//! and metrics, security headers, error bodies normalised to problem+json, and the handlers for
-//! panics and overload that the tower layers report to.
+//! Middleware that every route runs through: the request's context (id, client address, span,
+//! log line, metrics, security headers), error bodies normalised to problem+json, and the
+//! handlers for panics and overload that the tower layers report to.
 
 use std::any::Any;
 use std::time::Instant;
 
 use axum::BoxError;
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use super::client_ip;
 use super::error::{ApiError, PROBLEM_JSON, Problem};
 use crate::AppState;
 use crate::metrics::HttpLabels;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The id of the current request, also sent back in `x-request-id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
 
 /// Client-chosen ids end up in every log line, so only short, plain tokens are kept.
 fn is_acceptable_id(id: &str) -> bool {
@@ -31,37 +28,38 @@ fn is_acceptable_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Gives the request its id and runs it inside a span carrying the id, method and route, then
-/// logs one line with the status and latency, records the request in the metrics, and echoes
-/// the id in `x-request-id`. The id is the caller's when it is a sane token (so ids correlate
-/// across services), otherwise a new one.
+/// The request's context, in one layer because every request pays for each layer: gives the
+/// request its id, resolves the client's address (see [`client_ip`]), runs the request inside
+/// a span carrying both with the method and route, then logs one line with the status and
+/// latency, records the request in the metrics, echoes the id in `x-request-id` and adds the
+/// security headers. The id is the caller's when it is a sane token (so ids correlate across
+/// services), otherwise a new one.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()
         .get(&REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| is_acceptable_id(value))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    request.extensions_mut().insert(RequestId(request_id.clone()));
+        .filter(|value| value.to_str().is_ok_and(is_acceptable_id))
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    let (client_ip, https) = client_ip::resolve_request(&mut request, &state.trusted_proxies);
     let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    // The client address is recorded once `client_ip::resolve_client` has worked it out, and
-    // the account once `authn` has verified its token.
+    // The account is recorded once `authn` has verified its token.
     let span = tracing::info_span!(
         "request",
         %method,
         %route,
-        %request_id,
-        client_ip = tracing::field::Empty,
+        request_id = request_id.to_str().unwrap_or_default(),
+        %client_ip,
         user_id = tracing::field::Empty
     );
 
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status();
     let elapsed = started.elapsed();
@@ -79,17 +77,26 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         status: status.as_u16(),
     };
     state.metrics.record_request(&labels, elapsed);
-    let mut response = response;
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, request_id);
+    add_security_headers(headers, https);
     response
 }
 
+/// A new request id: a random UUID.
+fn new_request_id() -> HeaderValue {
+    let mut text = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
+
+/// Two years, subdomains included: browsers then refuse plain HTTP to this host.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
+
 /// Headers every response carries unless its route set its own (the docs pages relax the
-/// CSP, for example).
-pub async fn security_headers<B>(mut response: Response<B>) -> Response<B> {
-    let headers = response.headers_mut();
+/// CSP, for example); HSTS only when a trusted proxy saw the client over HTTPS, as the
+/// service itself speaks plain HTTP, where the header means nothing.
+fn add_security_headers(headers: &mut HeaderMap, https: bool) {
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -102,7 +109,9 @@ pub async fn security_headers<B>(mut response: Response<B>) -> Response<B> {
     ] {
         headers.entry(name).or_insert(HeaderValue::from_static(value));
     }
-    response
+    if https {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
 }
 
 /// The method as a metrics label. hyper accepts any token as a method, and every distinct
@@ -128,9 +137,13 @@ fn method_label(method: &Method) -> String {
 
 /// Gives error responses produced outside handlers (404, 405, 413, timeouts) the same
 /// problem+json body as handler errors, keeping their headers such as `Allow`. JSON bodies,
-/// such as problems or the readiness report, are left as they are.
-pub async fn problem_details(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// such as problems or the readiness report, are left as they are. A plain function over the
+/// response, so the layer neither boxes the request's future nor clones the inner service.
+pub fn problem_details<B>(response: Response<B>) -> Response
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let status = response.status();
     let is_json = response
         .headers()
@@ -139,7 +152,7 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
         .and_then(|value| value.split(';').next())
         .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
+        return response.map(Body::new);
     }
     let (mut parts, _) = response.into_parts();
     let detail = match status {

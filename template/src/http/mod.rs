@@ -106,17 +106,12 @@ fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppStat
     let cors = (server.cors_origins().next().is_some()).then(|| cors(server.cors_origins()));
     let stack = ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            client_ip::resolve_client,
-        ))
         // Outside the panic catcher, so that a 500 still carries the CORS headers a browser
         // needs to show it.
         .option_layer(cors)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::map_response(middleware::security_headers))
         .layer(CompressionLayer::new())
-        .layer(axum::middleware::from_fn(middleware::problem_details))
+        .map_response(middleware::problem_details)
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
         .layer(DefaultBodyLimit::disable());
     router.layer(stack)
