@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Once, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -46,9 +46,9 @@ pub struct Sessions {
     /// When the channel was last heard from, in milliseconds since `started`; 0: never.
     heard_at_ms: AtomicU64,
     started: Instant,
-    /// Set by the first lookup, which wakes the listener: a replica that never sees an
+    /// Run by the first lookup, which wakes the listener: a replica that never sees an
     /// authenticated request opens no connection for it.
-    asked: AtomicBool,
+    asked: Once,
     wake: Notify,
     /// Whether the listener is connected, so that heartbeats are sent only to be heard.
     listening: AtomicBool,
@@ -75,7 +75,7 @@ impl Default for Sessions {
             remembered: RwLock::default(),
             heard_at_ms: AtomicU64::new(0),
             started: Instant::now(),
-            asked: AtomicBool::new(false),
+            asked: Once::new(),
             wake: Notify::new(),
             listening: AtomicBool::new(false),
         }
@@ -86,9 +86,7 @@ impl Sessions {
     /// The permissions of `session` of `account`, if remembered, current, and the channel was
     /// heard from lately.
     pub fn get(&self, account: Uuid, session: Uuid) -> Option<Arc<[String]>> {
-        if !self.asked.load(Ordering::Relaxed) && !self.asked.swap(true, Ordering::AcqRel) {
-            self.wake.notify_one();
-        }
+        self.asked.call_once(|| self.wake.notify_one());
         if !self.is_listening() {
             return None;
         }
@@ -308,6 +306,8 @@ mod tests {
     #[test]
     fn a_second_of_silence_on_the_channel_stops_the_remembered_being_used() {
         let sessions = Sessions::default();
+        // Heard a while after the start, so that the second is counted from the heartbeat.
+        std::thread::sleep(Duration::from_millis(100));
         sessions.heard(HEARTBEAT);
         let (account, session) = (Uuid::now_v7(), Uuid::now_v7());
         sessions.remember(sessions.epoch(), account, session, &live(&[], time::Duration::HOUR));
@@ -320,6 +320,14 @@ mod tests {
             sessions.get(account, session).is_some(),
             "the heartbeat says nothing was missed"
         );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_watch_stops_its_task() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        drop(Watch(task.abort_handle()));
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(ended.expect("the task ended").expect_err("aborted").is_cancelled());
     }
 
     #[test]

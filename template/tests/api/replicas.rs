@@ -95,3 +95,20 @@ async fn a_change_made_in_sql_by_hand_reaches_the_replicas_too() {
     let took = until_status(&second, "/api/v1/users", 403).await;
     assert!(took < WITHIN, "the other replica denied after {took:?}");
 }
+
+#[tokio::test]
+async fn a_quiet_replica_keeps_remembering_while_it_hears_the_heartbeats() {
+    let (first, mut second, _, _) = replicas("user").await;
+    let other = first.user("other@example.com", "user").await;
+    // Longer than a change may take to arrive, and nothing changes meanwhile: only the
+    // heartbeats say that nothing was missed.
+    tokio::time::sleep(WITHIN + Duration::from_millis(500)).await;
+
+    second.act_as(&other);
+    assert_eq!(second.get("/api/v1/auth/me").await.status(), 200);
+    assert_eq!(
+        second.state.auth.remembered_sessions(),
+        2,
+        "the new session was remembered"
+    );
+}
