@@ -1,12 +1,13 @@
 //! The command line: `serve` runs the HTTP service, `migrate` manages the schema with the same
 //! binary (so a Kubernetes Job can run it from the service image), `openapi` prints the spec,
 //! `healthcheck` probes a running instance; with accounts, `create-admin` bootstraps the first
-//! administrator.
+//! administrator; with jobs, `worker` runs them and `jobs` manages the dead ones.
 //! Failures print one line on stderr and exit non-zero.
 
 {% if auth == "issuer" %}mod create_admin;
-
-{% endif %}use std::net::SocketAddr;
+{% endif %}{% if jobs %}mod jobs;
+{% endif %}
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Environment};
 use crate::db::Database;
 use crate::db::migrate::{self, MIGRATOR};
-use crate::http::server;
+use crate::http::{self, server};
 use crate::{AppState, telemetry};
 
 #[derive(Debug, Parser)]
@@ -44,6 +45,14 @@ enum Command {
     /// Exit 0 if the service on this host answers its liveness probe: a container HEALTHCHECK
     /// that needs no shell or curl in the image.
     Healthcheck,
+{%- if jobs %}
+    /// Run background jobs until SIGINT or SIGTERM, serving only the health and metrics
+    /// endpoints.
+    Worker,
+    /// Inspect and manage dead jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+{%- endif %}
 {%- if auth == "issuer" %}
     /// Create an account with the admin role; the password is read from standard input.
     CreateAdmin {
@@ -111,8 +120,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             telemetry::init(&config.log, config.environment)?;
-            runtime.block_on(serve(config))
+            runtime.block_on(serve(config, Role::Api))
         }
+{%- if jobs %}
+        Command::Worker => {
+            telemetry::init(&config.log, config.environment)?;
+            runtime.block_on(serve(config, Role::Worker))
+        }
+        Command::Jobs(command) => runtime.block_on(jobs::run(command, &config)),
+{%- endif %}
         Command::Migrate(command) => runtime.block_on(run_migrate(command, &config)),
         Command::Healthcheck => {
             let address = server::loopback(SocketAddr::new(config.server.host, config.server.port));
@@ -125,7 +141,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// What a serving process does besides its health and metrics endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Serves the API{% if jobs %}, and runs jobs too when `[jobs] in_process` is set{% endif %}.
+    Api,
+{%- if jobs %}
+    /// Runs jobs.
+    Worker,
+{%- endif %}
+}
+
+async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let db = Database::connect(&config.database)?;
     // Before listening, so that a bad key stops the process instead of a serving instance.
     let state = AppState::new(config, db.clone())?;
@@ -153,7 +180,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         lifecycle.start_draining();
     };
-    server::serve(listener, crate::app(state.clone()), &state, shutdown).await;
+{%- if jobs %}
+    let worker = (role == Role::Worker || state.config.jobs.in_process)
+        .then(|| crate::jobs::Worker::start(state.clone()))
+        .transpose()?;
+{%- endif %}
+    let routes = match role {
+        Role::Api => http::api_routes(),
+{%- if jobs %}
+        Role::Worker => axum::Router::new(),
+{%- endif %}
+    };
+    server::serve(listener, http::assemble(routes, state.clone()), &state, shutdown).await;
+{%- if jobs %}
+    if let Some(worker) = worker {
+        worker.stop().await;
+    }
+{%- endif %}
 
     if tokio::time::timeout(Duration::from_secs(5), db.close()).await.is_err() {
         tracing::warn!("database connections still in use at exit");

@@ -31,6 +31,10 @@ pub struct Config {
 {%- endif %}
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+{%- if jobs %}
+    #[serde(default)]
+    pub jobs: crate::jobs::JobsConfig,
+{%- endif %}
 }
 
 /// Where the service runs; production tightens defaults such as the log format.
@@ -317,6 +321,9 @@ impl Config {
         }
 {%- if auth != "none" %}
         self.auth.validate(self.environment)?;
+{%- endif %}
+{%- if jobs %}
+        self.jobs.validate()?;
 {%- endif %}
         self.rate_limit.trusted_proxies()?;
         if self.database.url.is_none() {

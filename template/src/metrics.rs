@@ -42,6 +42,9 @@ pub struct Metrics {
     pool_waiting: Gauge,
     /// Client connections open now; the accept loop moves it.
     pub open_connections: Gauge,
+{%- if jobs %}
+    pub jobs: crate::jobs::JobMetrics,
+{%- endif %}
 }
 
 /// Latency buckets in seconds, from 5 ms to 10 s.
@@ -87,6 +90,9 @@ impl Default for Metrics {
             open_connections.clone(),
         );
         Self {
+{%- if jobs %}
+            jobs: crate::jobs::JobMetrics::register(&mut registry),
+{%- endif %}
             registry,
             requests,
             security_events,

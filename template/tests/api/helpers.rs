@@ -58,6 +58,9 @@ pub fn test_config(database_url: &str) -> Config {
             enabled: false,
             ..RateLimitConfig::default()
         },
+{%- if jobs %}
+        jobs: service::jobs::JobsConfig::default(),
+{%- endif %}
     }
 }
 

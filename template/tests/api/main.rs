@@ -36,3 +36,7 @@ mod ownership;
 mod projects;
 mod tasks;
 {%- endif %}
+{%- if jobs %}
+
+mod jobs;
+{%- endif %}

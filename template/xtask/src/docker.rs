@@ -60,22 +60,34 @@ fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
             .run()?;
         Ok(())
     })?;
-    compose(&["up", "--detach", "--no-deps", "app"])?.run()?;
     let binary = format!("/usr/local/bin/{}", project::package_field("name")?);
-    retry("the service's health check", || {
-        compose(&["exec", "-T", "app", &binary, "healthcheck"])?
-            .quiet()
-            .ignore_stderr()
-            .run()?;
-        Ok(())
-    })
+    let stack = std::fs::read_to_string(compose_file())?;
+    // The service, then its job worker when the stack has one; both answer the health check.
+    for service in ["app", "worker"] {
+        if !stack.contains(&format!("\n  {service}:\n")) {
+            continue;
+        }
+        compose(&["up", "--detach", "--no-deps", service])?.run()?;
+        retry(&format!("the {service}'s health check"), || {
+            compose(&["exec", "-T", service, &binary, "healthcheck"])?
+                .quiet()
+                .ignore_stderr()
+                .run()?;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn compose_file() -> std::path::PathBuf {
+    project::root().join("docker").join("compose.yaml")
 }
 
 /// The key the stack signs its access tokens with, when the compose file asks for one: the
 /// image runs in production mode, which refuses the development key, so without a key of
 /// yours in the environment the stack gets a fresh one.
 fn signing_key(sh: &Shell) -> anyhow::Result<Option<String>> {
-    let compose = std::fs::read_to_string(project::root().join("docker").join("compose.yaml"))?;
+    let compose = std::fs::read_to_string(compose_file())?;
     if !compose.contains("APP_AUTH__SIGNING_KEY") {
         return Ok(None);
     }

@@ -1,0 +1,3 @@
+DROP TABLE job_schedules;
+DROP TABLE jobs;
+DROP FUNCTION announce_ready_job();

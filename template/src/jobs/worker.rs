@@ -1,0 +1,366 @@
+//! The worker: one loop per queue claims as many due jobs as it has free slots and runs each
+//! in a task of its own, so a panic fails that attempt and nothing else. Beside the loops, a
+//! listener wakes them when a job commits, a ticker renews the leases of running jobs, another
+//! reads the queue depths for metrics, and the scheduler enqueues cron ticks.
+//!
+//! Stopping stops claiming, lets running jobs finish up to the shutdown timeout, then cancels
+//! the rest and hands their jobs back to the queue without using up an attempt.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+
+use super::metrics::{KindLabels, Outcome};
+use super::queue::{self, AfterFailure, Claim, Claimed};
+use super::registry::{Failure, Registry};
+use super::schedule::Schedules;
+use crate::AppState;
+
+/// The channel the `jobs` table's trigger notifies, with the queue's name.
+const CHANNEL: &str = "jobs_ready";
+
+/// How soon a worker looks again at a job that is due but was not claimable.
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// How often the queue depths are read for metrics.
+const DEPTHS_EVERY: Duration = Duration::from_secs(5);
+
+/// A running worker; [`Worker::stop`] ends it.
+#[derive(Debug)]
+pub struct Worker {
+    stop: watch::Sender<bool>,
+    queues: Vec<JoinHandle<()>>,
+    helpers: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: AppState,
+    registry: Registry,
+    /// Names this worker's leases.
+    owner: Uuid,
+    wake: BTreeMap<&'static str, Notify>,
+}
+
+impl Worker {
+    /// Starts a worker for the service's own [`super::registry`].
+    pub fn start(state: AppState) -> anyhow::Result<Self> {
+        Self::start_with(state, super::registry())
+    }
+
+    /// Starts a worker for `registry`; fails when a schedule's pattern is invalid.
+    pub fn start_with(state: AppState, registry: Registry) -> anyhow::Result<Self> {
+        let schedules = Schedules::parse(registry.schedules())?;
+        let wake = registry
+            .queues()
+            .into_iter()
+            .map(|queue| (queue, Notify::new()))
+            .collect();
+        let shared = Arc::new(Shared {
+            state,
+            registry,
+            owner: Uuid::new_v4(),
+            wake,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let queues = shared
+            .wake
+            .keys()
+            .map(|queue| tokio::spawn(run_queue(shared.clone(), queue, stopped.clone())))
+            .collect();
+        let helpers = vec![
+            tokio::spawn(listen(shared.clone())),
+            tokio::spawn(renew_leases(shared.clone())),
+            tokio::spawn(read_depths(shared.clone())),
+            tokio::spawn(schedules.run(shared.state.clone())),
+        ];
+        let names: Vec<&str> = shared.wake.keys().copied().collect();
+        tracing::info!(owner = %shared.owner, queues = names.join(","), "worker started");
+        Ok(Self {
+            stop,
+            queues,
+            helpers,
+            shared,
+        })
+    }
+
+    /// Stops claiming, waits for running jobs up to the shutdown timeout, and hands back those
+    /// still running then.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for queue in std::mem::take(&mut self.queues) {
+            let _ = queue.await;
+        }
+        for helper in &self.helpers {
+            helper.abort();
+        }
+        match queue::hand_back(self.shared.state.db.pool(), self.shared.owner).await {
+            Ok(0) => {}
+            Ok(count) => tracing::warn!(count, "handed unfinished jobs back to the queue"),
+            // Their leases run out instead, and they run again then.
+            Err(err) => tracing::error!(error = %err, "cannot hand unfinished jobs back"),
+        }
+        tracing::info!("worker stopped");
+    }
+}
+
+/// A worker dropped without [`Worker::stop`] (a failed start, a test) leaves no task behind;
+/// its jobs' leases run out.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        for task in self.queues.iter().chain(&self.helpers) {
+            task.abort();
+        }
+    }
+}
+
+async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch::Receiver<bool>) {
+    let config = &shared.state.config.jobs;
+    let slots = config.concurrency(queue);
+    let kinds = shared.registry.kinds(queue);
+    let claim = Claim {
+        queue,
+        kinds: &kinds,
+        owner: shared.owner,
+        lease: config.lease(),
+    };
+    let wake = &shared.wake[queue];
+    let mut running = JoinSet::new();
+    while !*stopped.borrow() {
+        // `None`: every slot is busy, so only a finished job (or the stop) matters.
+        let mut wait = None;
+        if running.len() < slots {
+            wait = Some(config.poll_interval());
+            let pool = shared.state.db.pool();
+            let free = i64::try_from(slots - running.len()).unwrap_or(i64::MAX);
+            match queue::claim(pool, &claim, free).await {
+                Ok(jobs) => {
+                    for job in jobs {
+                        running.spawn(run_job(shared.clone(), queue, job));
+                    }
+                }
+                Err(err) => tracing::warn!(queue, error = %err, "cannot claim jobs"),
+            }
+            if running.len() == slots {
+                wait = None;
+            } else if let Ok(Some(due)) = queue::next_due(pool, &claim).await {
+                // Wake when the next job falls due. One that fell due since the claim, or that
+                // another worker is claiming now, is looked at again shortly.
+                let until = due - time::OffsetDateTime::now_utc();
+                let until = if until.is_positive() {
+                    until.unsigned_abs()
+                } else {
+                    RECHECK
+                };
+                wait = wait.map(|poll| poll.min(until));
+            }
+        }
+        tokio::select! {
+            changed = stopped.changed() => if changed.is_err() { break },
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            () = wake.notified() => {}
+            () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+        }
+    }
+    drain(&mut running, config.shutdown_timeout()).await;
+}
+
+/// Lets running jobs finish until `timeout`, then cancels the rest.
+async fn drain(running: &mut JoinSet<()>, timeout: Duration) {
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    while !running.is_empty() {
+        tokio::select! {
+            _ = running.join_next() => {}
+            () = &mut deadline => {
+                running.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Runs one claimed job and records the outcome.
+async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed) {
+    let state = &shared.state;
+    let labels = KindLabels {
+        queue,
+        kind: job.kind.clone(),
+    };
+    state.metrics.jobs.started(&labels);
+    let started = Instant::now();
+    let result = attempt(&shared, &job).await;
+    let pool = state.db.pool();
+    let lost = || tracing::warn!(job = %job.id, kind = job.kind, "the job's lease was lost while it ran; its new holder decides");
+    let outcome = match result {
+        Ok(()) => match queue::succeed(pool, &job, shared.owner).await {
+            Ok(true) => Some(Outcome::Succeeded),
+            Ok(false) => {
+                lost();
+                None
+            }
+            Err(err) => {
+                // The lease runs out and the job runs again: the price of at-least-once.
+                tracing::error!(job = %job.id, error = %err, "cannot record a job's success");
+                None
+            }
+        },
+        Err(failure) => {
+            let config = &state.config.jobs;
+            match queue::fail(
+                pool,
+                &job,
+                shared.owner,
+                &failure.message,
+                failure.retry,
+                config.backoff(),
+            )
+            .await
+            {
+                Ok(AfterFailure::Retrying) => {
+                    tracing::warn!(job = %job.id, kind = job.kind, attempt = job.attempts, error = failure.message, "job failed; retrying later");
+                    Some(Outcome::Failed)
+                }
+                Ok(AfterFailure::Dead) => {
+                    tracing::error!(job = %job.id, kind = job.kind, attempt = job.attempts, error = failure.message, "job is dead");
+                    Some(Outcome::Dead)
+                }
+                Ok(AfterFailure::LeaseLost) => {
+                    lost();
+                    None
+                }
+                Err(err) => {
+                    tracing::error!(job = %job.id, error = %err, "cannot record a job's failure");
+                    None
+                }
+            }
+        }
+    };
+    if let Some(outcome) = outcome {
+        state.metrics.jobs.finished(&labels, outcome, started.elapsed());
+    }
+}
+
+/// Runs the job's handler in a task of its own, so that a panic is only this attempt's.
+async fn attempt(shared: &Shared, job: &Claimed) -> Result<(), Failure> {
+    if job.attempts > job.max_attempts {
+        return Err(Failure {
+            message: "its worker stopped during the last attempt and the lease ran out".into(),
+            retry: false,
+        });
+    }
+    // Claims name only registered kinds.
+    let Some(handler) = shared.registry.handler(&job.kind) else {
+        return Err(Failure {
+            message: format!("no handler for the kind {}", job.kind),
+            retry: false,
+        });
+    };
+    if handler.version != job.version {
+        return Err(Failure {
+            message: format!(
+                "the payload is version {} of {} and this worker reads version {}",
+                job.version, job.kind, handler.version
+            ),
+            retry: false,
+        });
+    }
+    let mut task = AbortOnDrop(tokio::spawn((handler.run)(job.payload.clone(), shared.state.clone())));
+    match (&mut task.0).await {
+        Ok(result) => result,
+        Err(err) => Err(Failure {
+            message: panic_message(err),
+            retry: true,
+        }),
+    }
+}
+
+/// Cancels the handler's task when the attempt is cancelled (at the shutdown deadline).
+struct AbortOnDrop(JoinHandle<Result<(), Failure>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn panic_message(err: tokio::task::JoinError) -> String {
+    let Ok(panic) = err.try_into_panic() else {
+        return "the job's task was cancelled".into();
+    };
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("the job panicked: {text}")
+}
+
+/// Wakes a queue's loop when a job of it commits. Notifications sent while the listener was
+/// away are lost, so a reconnect wakes every queue once; polling covers the time it is down.
+async fn listen(shared: Arc<Shared>) {
+    let wake_all = || shared.wake.values().for_each(Notify::notify_one);
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect_with(shared.state.db.pool()).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match connected.await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for new jobs; polling instead");
+                tokio::time::sleep(shared.state.config.jobs.poll_interval()).await;
+                continue;
+            }
+        };
+        wake_all();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    if let Some(wake) = shared.wake.get(notification.payload()) {
+                        wake.notify_one();
+                    }
+                }
+                Ok(None) => wake_all(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the job listener failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn renew_leases(shared: Arc<Shared>) {
+    let lease = shared.state.config.jobs.lease();
+    let mut ticks = tokio::time::interval(lease / 3);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = queue::renew(shared.state.db.pool(), shared.owner, lease).await {
+            tracing::warn!(error = %err, "cannot renew job leases");
+        }
+    }
+}
+
+async fn read_depths(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(DEPTHS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match queue::depths(shared.state.db.pool()).await {
+            Ok(depths) => shared
+                .state
+                .metrics
+                .jobs
+                .set_depths(shared.wake.keys().copied(), &depths),
+            Err(err) => tracing::warn!(error = %err, "cannot read the queue depths"),
+        }
+    }
+}
