@@ -3,8 +3,8 @@
 //! `healthcheck` probes a running instance; with accounts, `create-admin` bootstraps the first
 //! administrator; with jobs, `worker` runs them and `jobs` manages the dead ones.
 //! Failures print one line on stderr and exit non-zero.
-
-{% if auth == "issuer" %}mod create_admin;
+{% if auth == "issuer" or jobs %}
+{% endif %}{% if auth == "issuer" %}mod create_admin;
 {% endif %}{% if jobs %}mod jobs;
 {% endif %}
 use std::net::SocketAddr;
@@ -153,6 +153,13 @@ enum Role {
 }
 
 async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+{%- if jobs %}
+    let mut config = config;
+    if role == Role::Worker {
+        // No load balancer routes to a worker: on SIGTERM it stops claiming at once.
+        config.server.shutdown_delay_secs = 0;
+    }
+{%- endif %}
     let db = Database::connect(&config.database)?;
     // Before listening, so that a bad key stops the process instead of a serving instance.
     let state = AppState::new(config, db.clone())?;

@@ -54,5 +54,8 @@ pub fn v1() -> OpenApiRouter<AppState> {
 {%- if example %}
     let v1 = v1.merge(super::projects::router()).merge(super::tasks::router());
 {%- endif %}
+{%- if jobs and auth != "none" %}
+    let v1 = v1.merge(super::jobs::router());
+{%- endif %}
     OpenApiRouter::default().nest("/api/v1", v1)
 }

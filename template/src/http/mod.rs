@@ -27,6 +27,10 @@ pub mod users;
 
 mod me;
 {%- endif %}
+{%- if jobs and auth != "none" %}
+
+pub mod jobs;
+{%- endif %}
 {%- if example %}
 
 pub mod projects;

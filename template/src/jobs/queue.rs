@@ -91,13 +91,15 @@ pub async fn claim(db: impl PgExecutor<'_>, claim: &Claim<'_>, limit: i64) -> Re
     .await
 }
 
-/// When the next job of the claim's kinds becomes claimable, if any: a ready job falls due,
-/// or a running job's lease runs out.
-pub async fn next_due(db: impl PgExecutor<'_>, claim: &Claim<'_>) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+/// In how many seconds (by the database's clock, which every worker shares) the next job of
+/// the claim's kinds becomes claimable, if any: a ready job falls due, or a running job's
+/// lease runs out. Zero or less when one already is.
+pub async fn next_due(db: impl PgExecutor<'_>, claim: &Claim<'_>) -> Result<Option<f64>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT least( \
+        "SELECT extract(epoch FROM least( \
              (SELECT min(run_at) FROM jobs WHERE queue = $1 AND state = 'ready' AND kind = ANY($2)), \
-             (SELECT min(lease_until) FROM jobs WHERE queue = $1 AND state = 'running' AND kind = ANY($2)))",
+             (SELECT min(lease_until) FROM jobs WHERE queue = $1 AND state = 'running' AND kind = ANY($2)) \
+         ) - now())::float8",
     )
     .bind(claim.queue)
     .bind(claim.kinds)

@@ -149,15 +149,13 @@ async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch:
             }
             if running.len() == slots {
                 wait = None;
-            } else if let Ok(Some(due)) = queue::next_due(pool, &claim).await {
+            } else if let Ok(Some(secs)) = queue::next_due(pool, &claim).await {
                 // Wake when the next job falls due. One that fell due since the claim, or that
                 // another worker is claiming now, is looked at again shortly.
-                let until = due - time::OffsetDateTime::now_utc();
-                let until = if until.is_positive() {
-                    until.unsigned_abs()
-                } else {
-                    RECHECK
-                };
+                let until = Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|until| !until.is_zero())
+                    .unwrap_or(RECHECK);
                 wait = wait.map(|poll| poll.min(until));
             }
         }

@@ -169,11 +169,17 @@ async fn key_set(State(published): State<Arc<Published>>) -> Response {
 }
 
 impl TestApp {
-    /// A new account at the issuer and a token for it; `admin` holds `resources:any`.
+    /// A new account at the issuer and a token for it; `admin` holds what an issuer made from
+    /// this template grants its administrators: `resources:any`, and `jobs:manage` (which a
+    /// service without jobs ignores).
     #[allow(clippy::unused_async, reason = "tests await every setup step alike")]
     pub async fn user(&self, _email: &str, role: &str) -> TestUser {
         let id = Uuid::now_v7();
-        let scope = if role == "admin" { RESOURCES_ANY } else { "" };
+        let scope = if role == "admin" {
+            &format!("{RESOURCES_ANY} jobs:manage")
+        } else {
+            ""
+        };
         TestUser {
             id,
             token: self.issuer.token(id, scope),

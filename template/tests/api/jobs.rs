@@ -13,7 +13,6 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::database::TestDatabase;
 use crate::helpers::TestApp;
 use crate::process::{RunToExit, binary, config_dir, free_port, stderr_of, terminate, wait_until_live};
 
@@ -537,10 +536,11 @@ async fn the_built_in_prune_deletes_only_old_dead_jobs() {
 
 #[tokio::test]
 async fn the_worker_subcommand_runs_jobs_serves_its_probes_and_metrics_and_stops_on_sigterm() {
-    let database = TestDatabase::migrated().await;
+    // An app first: with tokens from an issuer, it sets up TLS for the test's HTTP client too.
+    let app = spawn().await;
     let port = free_port();
     let child = binary(&["worker"])
-        .env("DATABASE_URL", &database.url)
+        .env("DATABASE_URL", &app.database.url)
         .env("APP_CONFIG_DIR", config_dir())
         .env("APP_SERVER__PORT", port.to_string())
         .env("APP_LOG__FORMAT", "json")
@@ -558,10 +558,9 @@ async fn the_worker_subcommand_runs_jobs_serves_its_probes_and_metrics_and_stops
         404,
         "no API in a worker"
     );
-    let pool = PgPool::connect(&database.url).await.expect("connect");
     eventually("the built-in schedule is registered", || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM job_schedules WHERE name = 'prune-dead-jobs'")
-            .fetch_one(&pool)
+            .fetch_one(pool(&app))
             .await
             .expect("schedules")
             == 1

@@ -40,3 +40,6 @@ mod tasks;
 
 mod jobs;
 {%- endif %}
+{%- if jobs and auth != "none" %}
+mod jobs_admin;
+{%- endif %}

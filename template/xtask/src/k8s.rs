@@ -75,6 +75,7 @@ pub fn render(env: &str, image: Option<&str>) -> anyhow::Result<String> {
     let mut templates: Vec<_> = std::fs::read_dir(&dir)?.flatten().map(|entry| entry.path()).collect();
     templates.sort();
     let mut out = format!("# Rendered by `cargo xtask k8s render --env {env}` from k8s/templates; do not edit.\n");
+    let mut manifests = Vec::new();
     for template in templates {
         let file = template
             .file_name()
@@ -91,10 +92,23 @@ pub fn render(env: &str, image: Option<&str>) -> anyhow::Result<String> {
                 yaml_serde::from_str(document).with_context(|| format!("k8s/templates/{file}: not valid YAML"))?;
             rules::check(&manifest, &conventions)
                 .with_context(|| format!("k8s/templates/{file}: {}", describe(&manifest)))?;
+            manifests.push((file.clone(), manifest));
         }
         out.push_str("---\n");
         out.push_str(text.trim_end());
         out.push('\n');
+    }
+    // The pods a Service sends traffic to, by name label; only those need a drain.
+    let served: Vec<&Value> = manifests
+        .iter()
+        .filter(|(_, manifest)| manifest["kind"] == "Service")
+        .map(|(_, manifest)| &manifest["spec"]["selector"]["app.kubernetes.io/name"])
+        .collect();
+    for (file, manifest) in &manifests {
+        let pods = &manifest["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"];
+        if manifest["kind"] == "Deployment" && served.contains(&pods) {
+            rules::check_drain(manifest).with_context(|| format!("k8s/templates/{file}: {}", describe(manifest)))?;
+        }
     }
     Ok(out)
 }

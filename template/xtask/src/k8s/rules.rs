@@ -1,7 +1,7 @@
 //! The rules every rendered manifest keeps: names and namespaces, the organisation's
 //! conventions (Pod Security level, labels, image registries), no service account token, a
-//! restricted security context, probes, resources, a graceful stop, TLS on every Ingress host
-//! and token keys over HTTPS. A break fails the render with the manifest and field named.
+//! restricted security context, probes, resources, a graceful stop behind a Service, TLS on
+//! every Ingress host and token keys over HTTPS. A break fails the render with the manifest and field named.
 
 use anyhow::ensure;
 use serde_json::Value;
@@ -53,27 +53,10 @@ pub fn check(manifest: &Value, conventions: &Conventions) -> anyhow::Result<()> 
             }
             require(
                 manifest,
-                &format!("{container}.lifecycle.preStop.sleep.seconds"),
-                Value::is_u64,
-                "must pause before SIGTERM",
-            )?;
-            require(
-                manifest,
                 "spec.template.spec.topologySpreadConstraints",
                 |value| value.as_array().is_some_and(|list| !list.is_empty()),
                 "must spread replicas",
-            )?;
-            let grace = lookup(manifest, "spec.template.spec.terminationGracePeriodSeconds")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let pause = lookup(manifest, &format!("{container}.lifecycle.preStop.sleep.seconds"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            ensure!(
-                grace > pause,
-                "spec.template.spec.terminationGracePeriodSeconds must exceed the preStop pause"
-            );
-            Ok(())
+            )
         }
         "Job" => check_pod(manifest, "spec.template", conventions),
         "ConfigMap" => check_token_keys(manifest),
@@ -86,6 +69,29 @@ pub fn check(manifest: &Value, conventions: &Conventions) -> anyhow::Result<()> 
         ),
         _ => Ok(()),
     }
+}
+
+/// A Deployment behind a Service pauses before SIGTERM, so that endpoints drop its pod before
+/// it stops accepting connections, and its grace period outlasts the pause.
+pub fn check_drain(deployment: &Value) -> anyhow::Result<()> {
+    let container = "spec.template.spec.containers.0";
+    require(
+        deployment,
+        &format!("{container}.lifecycle.preStop.sleep.seconds"),
+        Value::is_u64,
+        "must pause before SIGTERM",
+    )?;
+    let grace = lookup(deployment, "spec.template.spec.terminationGracePeriodSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let pause = lookup(deployment, &format!("{container}.lifecycle.preStop.sleep.seconds"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    ensure!(
+        grace > pause,
+        "spec.template.spec.terminationGracePeriodSeconds must exceed the preStop pause"
+    );
+    Ok(())
 }
 
 /// The labels of the conventions under `path`.
@@ -304,6 +310,28 @@ mod tests {
         ingress["spec"].as_object_mut().expect("spec").remove("tls");
         let err = check(&ingress, &conventions).expect_err("refused").to_string();
         assert!(err.starts_with("spec.rules.0.host"), "{err}");
+    }
+
+    #[test]
+    fn a_deployment_behind_a_service_must_pause_before_it_stops() {
+        let mut deployment = json!({ "spec": { "template": { "spec": {
+            "terminationGracePeriodSeconds": 10,
+            "containers": [{ "lifecycle": { "preStop": { "sleep": { "seconds": 5 } } } }]
+        } } } });
+        assert!(check_drain(&deployment).is_ok());
+
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(5);
+        let err = check_drain(&deployment).expect_err("refused").to_string();
+        assert_eq!(
+            err,
+            "spec.template.spec.terminationGracePeriodSeconds must exceed the preStop pause"
+        );
+        deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = json!({});
+        let err = check_drain(&deployment).expect_err("refused").to_string();
+        assert!(
+            err.ends_with("preStop.sleep.seconds must pause before SIGTERM"),
+            "{err}"
+        );
     }
 
     #[test]
