@@ -1,7 +1,8 @@
-//! Queries on `refresh_tokens`: issue, rotate, and revoke by family or by user. Tokens are
-//! addressed by their SHA-256 only. A family's first row (its `id` is the `family_id`) is the
-//! family's lock: rotating and revoking take it first, so a revocation never misses a token
-//! that a rotation in flight adds, and a rotation never extends a family revoked meanwhile.
+//! Queries on `refresh_tokens`: issue, rotate, revoke by family or by user, and delete the
+//! families that can no longer be used. Tokens are addressed by their SHA-256 only. A family's
+//! first row (its `id` is the `family_id`) is the family's lock: rotating and revoking take it
+//! first, so a revocation never misses a token that a rotation in flight adds, and a rotation
+//! never extends a family revoked meanwhile.
 
 use std::time::Duration;
 
@@ -167,4 +168,19 @@ pub async fn revoke_user(conn: &mut PgConnection, user_id: Uuid) -> Result<(), D
         .map_err(DbError::unconstrained)?;
     tx.commit().await.map_err(DbError::unconstrained)?;
     Ok(())
+}
+
+/// Deletes the families no token of which can be used any more: past their absolute expiry,
+/// or idle past the expiry of their newest token. A deleted token is refused like a revoked
+/// one. Returns how many tokens were deleted.
+pub async fn delete_expired(conn: &mut PgConnection) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "DELETE FROM refresh_tokens WHERE family_id IN ( \
+             SELECT family_id FROM refresh_tokens GROUP BY family_id \
+             HAVING min(family_expires_at) < now() OR max(expires_at) < now())",
+    )
+    .execute(conn)
+    .await
+    .map_err(DbError::unconstrained)?;
+    Ok(done.rows_affected())
 }

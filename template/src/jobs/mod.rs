@@ -6,6 +6,9 @@
 mod config;
 mod metrics;
 mod prune;
+{%- if auth == "issuer" %}
+mod prune_sessions;
+{%- endif %}
 pub mod queue;
 mod registry;
 mod schedule;
@@ -22,6 +25,9 @@ use uuid::Uuid;
 pub use config::JobsConfig;
 pub use metrics::JobMetrics;
 pub use prune::PruneDeadJobs;
+{%- if auth == "issuer" %}
+pub use prune_sessions::PruneExpiredSessions;
+{%- endif %}
 pub use registry::Registry;
 pub use worker::Worker;
 
@@ -33,6 +39,10 @@ pub fn registry() -> Registry {
     Registry::default()
         .with::<PruneDeadJobs>()
         .every(PruneDeadJobs::SCHEDULE, PruneDeadJobs)
+{%- if auth == "issuer" %}
+        .with::<PruneExpiredSessions>()
+        .every(PruneExpiredSessions::SCHEDULE, PruneExpiredSessions)
+{%- endif %}
 }
 
 /// Largest payload a job may carry, serialized; a larger one is refused at enqueue. A job

@@ -458,6 +458,37 @@ async fn refresh_tokens_lapse_when_idle_and_at_the_absolute_limit() {
 }
 
 #[tokio::test]
+async fn families_past_their_idle_or_absolute_expiry_are_deleted_and_live_ones_kept() {
+    let app = TestApp::spawn().await;
+    let live = signed_in(&app, "live@example.com").await;
+    assert_eq!(refresh(&app, &live["refresh_token"]).await.status(), 200);
+    signed_in(&app, "idle@example.com").await;
+    signed_in(&app, "absolute@example.com").await;
+    // The live family's used first token lapsed too: its newest token keeps the family.
+    for sql in [
+        "UPDATE refresh_tokens SET expires_at = now() - interval '1 second' \
+         WHERE user_id IN (SELECT id FROM users WHERE email IN ('idle@example.com', 'live@example.com')) \
+         AND (used_at IS NOT NULL OR user_id = (SELECT id FROM users WHERE email = 'idle@example.com'))",
+        "UPDATE refresh_tokens SET family_expires_at = now() - interval '1 second' \
+         WHERE user_id = (SELECT id FROM users WHERE email = 'absolute@example.com')",
+    ] {
+        sqlx::query(sql).execute(app.state.db.pool()).await.expect("age tokens");
+    }
+
+    let mut conn = app.state.db.acquire().await.expect("connection");
+    let deleted = db::refresh_tokens::delete_expired(&mut conn).await.expect("delete");
+
+    assert_eq!(deleted, 2);
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT email FROM refresh_tokens JOIN users ON users.id = refresh_tokens.user_id ORDER BY email",
+    )
+    .fetch_all(app.state.db.pool())
+    .await
+    .expect("tokens left");
+    assert_eq!(left, ["live@example.com", "live@example.com"]);
+}
+
+#[tokio::test]
 async fn a_session_lasts_as_configured_and_a_refresh_never_extends_it() {
     let app = TestApp::spawn_with(
         |config| {
