@@ -36,12 +36,12 @@ use crate::db::DbError;
 
 /// The jobs this service runs, and when the scheduled ones run.
 pub fn registry() -> Registry {
-    Registry::default()
-        .with::<PruneDeadJobs>()
-        .every(PruneDeadJobs::SCHEDULE, PruneDeadJobs)
 {%- if auth == "issuer" %}
-        .with::<PruneExpiredSessions>()
+    Registry::default()
+        .every(PruneDeadJobs::SCHEDULE, PruneDeadJobs)
         .every(PruneExpiredSessions::SCHEDULE, PruneExpiredSessions)
+{%- else %}
+    Registry::default().every(PruneDeadJobs::SCHEDULE, PruneDeadJobs)
 {%- endif %}
 }
 

@@ -81,11 +81,13 @@ impl Registry {
     }
 
     /// Enqueues `job` at every tick of the cron `pattern` (UTC), once per tick however many
-    /// workers run; a tick is skipped while the previous tick's job has not finished. The
-    /// pattern is checked when a worker starts.
+    /// workers run; a tick is skipped while the previous tick's job has not finished. Adds the
+    /// kind `J` too, so that what is scheduled is also run. The pattern is checked when a
+    /// worker starts.
     #[must_use]
-    pub fn every<J: Job + Sync>(mut self, pattern: &'static str, job: J) -> Self {
-        self.schedules.push(Scheduled {
+    pub fn every<J: Job + Sync>(self, pattern: &'static str, job: J) -> Self {
+        let mut registry = self.with::<J>();
+        registry.schedules.push(Scheduled {
             kind: J::KIND,
             queue: J::QUEUE,
             version: J::VERSION,
@@ -93,7 +95,7 @@ impl Registry {
             pattern,
             payload: Arc::new(move || serde_json::to_string(&job)),
         });
-        self
+        registry
     }
 
     pub fn handler(&self, kind: &str) -> Option<&Handler> {

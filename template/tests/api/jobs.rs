@@ -344,11 +344,7 @@ async fn a_delayed_job_waits_for_its_time() {
 #[tokio::test]
 async fn a_schedule_runs_once_per_tick_however_many_workers_run() {
     let app = spawn().await;
-    let registry = || {
-        Registry::default()
-            .with::<Record>()
-            .every("* * * * * *", record("ticks"))
-    };
+    let registry = || Registry::default().every("* * * * * *", record("ticks"));
     let workers = [
         Worker::start_with(app.state.clone(), registry()).expect("start"),
         Worker::start_with(app.state.clone(), registry()).expect("start"),
