@@ -14,7 +14,7 @@ use super::host::{self, Placement};
 /// a new record per request; `post <json>` POSTs the same body every time; `bearer <token>`
 /// sends that access token.
 pub const WRK_SCRIPT: &str = r#"
-local counter, thread_id = 0, 0
+local counter, thread_id, started = 0, 0, 0
 local threads = {}
 function setup(thread)
   thread:set("id", #threads + 1)
@@ -22,6 +22,8 @@ function setup(thread)
 end
 function init(args)
   thread_id = id or 0
+  -- Names stay unique across runs against the same database: no two start in one second.
+  started = os.time()
   for i = 1, #args, 2 do
     local key, value = args[i], args[i + 1]
     if key == "create" or key == "post" then
@@ -36,7 +38,7 @@ end
 function request()
   if prefix then
     counter = counter + 1
-    local body = string.format('{"name":"%s-%d-%d-%d"}', prefix, thread_id, counter, math.random(1, 1000000000))
+    local body = string.format('{"name":"%s-%d-%d-%d"}', prefix, started, thread_id, counter)
     return wrk.format(nil, nil, nil, body)
   end
   return wrk.format()

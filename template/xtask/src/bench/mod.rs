@@ -36,24 +36,11 @@ struct Memory {
 
 pub fn run(flags: &Bench) -> anyhow::Result<()> {
     let sh = project::shell()?;
-    let wrk_found =
-        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("wrk").is_file()));
-    ensure!(
-        wrk_found,
-        "wrk is missing; install it (apt-get install wrk, brew install wrk)"
-    );
-    if flags.profile {
-        profile::ensure_tools(&sh)?;
-    }
-    let cargo = project::cargo();
-    let mut criterion = cmd!(sh, "{cargo} bench --locked --bench *");
-    if flags.quick {
-        criterion = criterion.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
-    }
-    criterion.run()?;
+    criterion(&sh, flags)?;
 
     // The profiling build is the release build with symbols and line tables kept.
     let build = if flags.profile { "profiling" } else { "release" };
+    let cargo = project::cargo();
     cmd!(sh, "{cargo} build --locked --profile {build} --bins --example hello").run()?;
     let binaries = target_dir().join(build);
     let (url, database) = bench_database(&sh, &binaries)?;
@@ -93,7 +80,7 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         pid: service_process.id(),
         database,
     };
-    let hello = Target {
+    let hello_target = Target {
         port: hello_port,
         pid: hello_process.id(),
         database: None,
@@ -113,7 +100,8 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         placement: &placement,
     };
 
-    let hello = load.measure(hello, &Scenario::get("hello-world", "/"))?;
+    let hello_world = Scenario::get("hello-world", "/");
+    let hello = load.measure(hello_target, &hello_world)?;
     let (measurements, main_read) = endpoints(service, &load)?;
     memory.after_load = host::rss_kib(service.pid);
     if flags.profile {
@@ -129,12 +117,35 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         }
     }
 
-    let report = report(&hello, &measurements, &memory, &placement);
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)? + "\n")?;
-    let markdown = markdown(&hello, &measurements, &memory);
-    std::fs::write(out.join("report.md"), &markdown)?;
-    println!("\n{markdown}\nreports: target/bench/report.json, target/bench/report.md");
-    compare(&report, flags)
+    let write_report = |hello: &Measurement, measurements: &[Measurement]| {
+        write_report(&out, hello, measurements, &memory, &placement)
+    };
+    let ratios = write_report(&hello, &measurements)?;
+    judge(flags, &ratios, || {
+        let hello = load.measure(hello_target, &hello_world)?;
+        let (measurements, _) = endpoints(service, &load)?;
+        write_report(&hello, &measurements)
+    })
+}
+
+/// Checks for wrk (and the profiler's tools with `--profile`) before anything long, then runs
+/// the criterion benches.
+fn criterion(sh: &Shell, flags: &Bench) -> anyhow::Result<()> {
+    let wrk_found =
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("wrk").is_file()));
+    ensure!(
+        wrk_found,
+        "wrk is missing; install it (apt-get install wrk, brew install wrk)"
+    );
+    if flags.profile {
+        profile::ensure_tools(sh)?;
+    }
+    let cargo = project::cargo();
+    let mut criterion = cmd!(sh, "{cargo} bench --locked --bench *");
+    if flags.quick {
+        criterion = criterion.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    Ok(criterion.run()?)
 }
 
 /// Loads health always; then, signed in as one account, the resource's routes when the service
@@ -190,6 +201,26 @@ fn endpoints(service: Target, load: &Load) -> anyhow::Result<(Vec<Measurement>, 
     })?;
     measurements.push(during_flood);
     Ok((measurements, main_read))
+}
+
+/// Writes `report.json` and `report.md` into `out`, prints the table, and returns each
+/// endpoint's throughput as a ratio to hello-world's.
+fn write_report(
+    out: &std::path::Path,
+    hello: &Measurement,
+    measurements: &[Measurement],
+    memory: &Memory,
+    placement: &Placement,
+) -> anyhow::Result<BTreeMap<String, f64>> {
+    let report = report(hello, measurements, memory, placement);
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    let markdown = markdown(hello, measurements, memory);
+    std::fs::write(out.join("report.md"), &markdown)?;
+    println!("\n{markdown}\nreports: target/bench/report.json, target/bench/report.md");
+    Ok(measurements
+        .iter()
+        .map(|m| (m.name.to_owned(), m.requests_per_sec / hello.requests_per_sec))
+        .collect())
 }
 
 fn report(hello: &Measurement, measurements: &[Measurement], memory: &Memory, placement: &Placement) -> Value {
@@ -252,47 +283,60 @@ fn markdown(hello: &Measurement, measurements: &[Measurement], memory: &Memory) 
     text
 }
 
-/// Compares each endpoint's throughput ratio with the baseline's, or saves the baseline.
-fn compare(report: &Value, flags: &Bench) -> anyhow::Result<()> {
+/// Compares the throughput ratios with the baseline, or saves them as the baseline. A neighbour
+/// on a shared machine can slow one stretch of a run and every ratio measured in it, so an
+/// endpoint below its floor fails the bench only when `again`, a second round with hello-world
+/// measured anew, shows it below its floor too.
+fn judge(
+    flags: &Bench,
+    ratios: &BTreeMap<String, f64>,
+    again: impl FnOnce() -> anyhow::Result<BTreeMap<String, f64>>,
+) -> anyhow::Result<()> {
     let path = project::root().join("bench").join("baseline.json");
-    let ratios: BTreeMap<String, f64> = report["endpoints"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, entry)| (name.clone(), entry["throughput_vs_hello_world"].as_f64().unwrap_or(0.0)))
-        .collect();
     if flags.save_baseline {
-        let baseline: BTreeMap<&String, Value> = ratios
-            .iter()
-            .map(|(name, ratio)| {
-                (
-                    name,
-                    json!({ "throughput_vs_hello_world": (ratio * 1e5).round() / 1e5 }),
-                )
-            })
-            .collect();
-        std::fs::write(&path, serde_json::to_string_pretty(&baseline)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("saved bench/baseline.json");
-        return Ok(());
+        return save_baseline(&path, ratios);
     }
     let baseline: Value = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).context("bench/baseline.json is not valid JSON")?,
         Err(_) => json!({}),
     };
-    let regressions = regressions(&ratios, &baseline, flags.tolerance);
-    if !regressions.is_empty() {
-        bail!(
-            "throughput regressed beyond {}%: {}",
-            flags.tolerance,
-            regressions.join(", ")
-        );
+    let first = regressions(ratios, &baseline, flags.tolerance);
+    if first.is_empty() {
+        return Ok(());
     }
+    println!("below the floor: {}; measuring everything once more", first.join(", "));
+    let confirmed: Vec<String> = regressions(&again()?, &baseline, flags.tolerance)
+        .into_iter()
+        .filter(|name| first.contains(name))
+        .collect();
+    ensure!(
+        confirmed.is_empty(),
+        "throughput regressed beyond {}% in two rounds: {}",
+        flags.tolerance,
+        confirmed.join(", ")
+    );
     Ok(())
 }
 
-/// The endpoints whose ratio fell more than `tolerance` percent below the baseline's; prints
-/// every comparison on the way.
+/// Saves the throughput ratios as the baseline later runs are compared with.
+fn save_baseline(path: &std::path::Path, ratios: &BTreeMap<String, f64>) -> anyhow::Result<()> {
+    let baseline: BTreeMap<&String, Value> = ratios
+        .iter()
+        .map(|(name, ratio)| {
+            (
+                name,
+                json!({ "throughput_vs_hello_world": (ratio * 1e5).round() / 1e5 }),
+            )
+        })
+        .collect();
+    std::fs::write(path, serde_json::to_string_pretty(&baseline)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("saved bench/baseline.json");
+    Ok(())
+}
+
+/// The names of the endpoints whose ratio fell more than `tolerance` percent below the
+/// baseline's; prints every comparison on the way.
 fn regressions(ratios: &BTreeMap<String, f64>, baseline: &Value, tolerance: u8) -> Vec<String> {
     let mut regressions = Vec::new();
     for (name, ratio) in ratios {
@@ -303,7 +347,7 @@ fn regressions(ratios: &BTreeMap<String, f64>, baseline: &Value, tolerance: u8) 
         let floor = expected * (1.0 - f64::from(tolerance) / 100.0);
         println!("{name}: {ratio:.3} of hello-world throughput (baseline {expected:.3}, floor {floor:.3})");
         if *ratio < floor {
-            regressions.push(format!("{name} {ratio:.3} < {floor:.3}"));
+            regressions.push(name.clone());
         }
     }
     regressions
