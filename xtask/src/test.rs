@@ -146,6 +146,9 @@ fn run_case(
     // Creates the database the tests connect to, then applies the migrations.
     xtask(sh).args(["db", "migrate"]).run()?;
     xtask(sh).args(["ci"]).run()?;
+    if case.on("jobs") {
+        check_jobs_commands(sh)?;
+    }
     if !case.is("auth", "verifier") {
         section("contract (schemathesis)");
         contract::check_case(sh, &project, case, &database)?;
@@ -202,8 +205,26 @@ fn check_manifests(sh: &Shell, project: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask jobs` reaches the development database, and refuses an id that is not one.
+fn check_jobs_commands(sh: &Shell) -> anyhow::Result<()> {
+    let dead = xtask(sh).args(["jobs", "dead"]).read()?;
+    ensure!(dead.contains("no dead jobs"), "cargo xtask jobs dead printed {dead:?}");
+    let refused = xtask(sh)
+        .args(["jobs", "retry", "not-an-id"])
+        .ignore_status()
+        .output()?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && stderr.contains("invalid value 'not-an-id'"),
+        "cargo xtask jobs retry took a malformed id: {stderr}"
+    );
+    println!("cargo xtask jobs lists dead jobs and refuses a malformed id");
+    Ok(())
+}
+
 /// `cargo xtask bench --quick` runs and its report has every endpoint, each with traffic,
-/// ordered percentiles and CPU time per request, and the service's resident memory. The tolerance is wide: a quick run on a shared machine is noisy.
+/// ordered percentiles and CPU time per request, the service's resident memory, and with jobs the
+/// queue's throughput and pickup delay. The tolerance is wide: a quick run on a shared machine is noisy.
 fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
     xtask(sh).args(["bench", "--quick", "--tolerance", "50"]).run()?;
     let path = project.join("target").join("bench").join("report.json");
@@ -236,6 +257,15 @@ fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
         ensure!(
             number("p50_ms") <= number("p95_ms") && number("p95_ms") <= number("p99_ms"),
             "{name}: percentiles out of order: {entry}"
+        );
+    }
+    if case.on("jobs") {
+        let queue = &report["jobs"];
+        let number = |key: &str| queue[key].as_f64().unwrap_or(f64::NAN);
+        ensure!(number("jobs_per_sec") > 0.0, "no job throughput reported: {queue}");
+        ensure!(
+            0.0 <= number("pickup_p50_ms") && number("pickup_p50_ms") <= number("pickup_p99_ms"),
+            "job pickup percentiles missing or out of order: {queue}"
         );
     }
     ensure!(

@@ -30,6 +30,11 @@ pub enum Command {
     Coverage(Coverage),
     /// Mutation testing with cargo-mutants: the small bugs in the service the tests miss.
     Mutants(Mutants),
+{%- if jobs %}
+    /// Dead jobs on the development database: list, retry, discard.
+    #[command(subcommand)]
+    Jobs(Jobs),
+{%- endif %}
     /// Everything CI checks: formatting, lints, generated files, tests with the coverage gate.
     Ci,
 }
@@ -168,6 +173,22 @@ pub struct Mutants {
     #[arg(long = "file", value_name = "FILE")]
     pub files: Vec<String>,
 }
+
+{%- if jobs %}
+
+#[derive(Debug, Subcommand)]
+pub enum Jobs {
+    /// List dead jobs, most recent first, with their last error.
+    Dead {
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// Run a dead job again, with fresh attempts.
+    Retry { id: String },
+    /// Delete a dead job.
+    Discard { id: String },
+}
+{%- endif %}
 
 #[derive(Debug, Args)]
 pub struct Bench {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the workflows of this service in one place (database, dev loop, OpenAPI,
-//! images, Kubernetes manifests, benchmarks, coverage, mutation testing, CI). This file only
-//! parses the command line and dispatches; each command is its module.
+//! images, Kubernetes manifests, benchmarks, coverage, mutation testing, CI{% if jobs %}, dead
+//! jobs{% endif %}). This file only parses the command line and dispatches; each command is its
+//! module.
 
 mod bench;
 mod ci;
@@ -10,6 +11,9 @@ mod dev;
 mod docker;
 mod engine;
 mod flags;
+{%- if jobs %}
+mod jobs;
+{%- endif %}
 mod k8s;
 mod mutants;
 mod openapi;
@@ -30,6 +34,9 @@ fn main() -> ExitCode {
         flags::Command::Bench(bench) => bench::run(&bench),
         flags::Command::Coverage(coverage) => coverage::run(&coverage),
         flags::Command::Mutants(mutants) => mutants::run(&mutants),
+{%- if jobs %}
+        flags::Command::Jobs(command) => jobs::run(&command),
+{%- endif %}
         flags::Command::Ci => ci::run(),
     };
     match result {
