@@ -4,7 +4,7 @@
 //! as ratios to that hello-world, against the committed `bench/baseline.json`, and each
 //! scenario also reports the server's CPU time per request, the steadier figure. With two or
 //! more cores the service, hello-world and a local PostgreSQL run on one half of them and wrk
-//! on the other.
+//! on the other. A service with background jobs also gets its queue measured (`queue`).
 
 mod host;
 mod load;
