@@ -1,6 +1,7 @@
 //! Background jobs against a real database: enqueueing inside a transaction, waking, retries
 //! and dead jobs, panics, leases, uniqueness, delays, schedules across workers, shutdown, the
-//! metrics, the built-in prune, and the `worker` and `jobs` subcommands of the binary.
+//! metrics, the built-in prune, and the `worker` and `jobs` subcommands of the binary; and a
+//! claim on a long backlog, which reads an index, not the table.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -455,6 +456,36 @@ async fn stopping_lets_running_jobs_finish_and_hands_back_those_past_the_deadlin
         vec![(slow, "ready".to_owned(), 0)],
         "the quick one finished, the slow one is back"
     );
+}
+
+/// A claim reads the head of the due jobs' index, however long the backlog, instead of scanning
+/// and sorting every due job.
+#[tokio::test]
+async fn a_claim_on_a_long_backlog_scans_no_table() {
+    let app = spawn().await;
+    sqlx::query(
+        "INSERT INTO jobs (id, queue, kind, version, payload, max_attempts, run_at) \
+         SELECT gen_random_uuid(), 'default', 'record', 1, '{}', 3, now() - make_interval(secs => i) \
+         FROM generate_series(1, 5000) AS i",
+    )
+    .execute(pool(&app))
+    .await
+    .expect("a backlog");
+    sqlx::query("ANALYZE jobs").execute(pool(&app)).await.expect("analyze");
+    let claim = queue::Claim {
+        queue: "default",
+        kinds: &["record"],
+        owner: Uuid::new_v4(),
+        lease: Duration::from_secs(30),
+    };
+    let mut tx = pool(&app).begin().await.expect("begin");
+    let claimed = queue::claim(&mut *tx, &claim, 4).await.expect("claim");
+    let table_scans: i64 = sqlx::query_scalar("SELECT pg_stat_get_xact_numscans('jobs'::regclass)")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("scans of this transaction");
+    assert_eq!(claimed.len(), 4);
+    assert_eq!(table_scans, 0, "the claim scanned the whole jobs table");
 }
 
 #[tokio::test]
