@@ -10,7 +10,7 @@ use xshell::Shell;
 
 use crate::generate::files;
 use crate::probe;
-use crate::test::{section, xtask};
+use crate::test::{expect_refusal, section, xtask};
 
 /// The generated service's development database, stopped when dropped.
 pub struct DevDatabase<'a> {
@@ -111,32 +111,14 @@ pub fn check_workflow(sh: &Shell, project: &Path, port: &str) -> anyhow::Result<
     );
     created.iter().try_for_each(std::fs::remove_file)?;
 
-    let refused = xtask(sh)
-        .args(["db", "new", "Add-Widgets"])
-        .ignore_status()
-        .quiet()
-        .output()?;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    ensure!(
-        !refused.status.success() && stderr.contains("invalid migration name"),
-        "bad name accepted: {stderr}"
-    );
+    expect_refusal(sh, &["db", "new", "Add-Widgets"], "invalid migration name")?;
     // Checked before cargo-mutants is looked for: a typo costs no install and no hour of runs.
-    let refused = xtask(sh)
-        .args(["mutants", "--file", "src/no_such_file.rs"])
-        .ignore_status()
-        .quiet()
-        .output()?;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    ensure!(
-        !refused.status.success() && stderr.contains("--file src/no_such_file.rs: no such file"),
-        "a missing file to mutate was accepted: {stderr}"
-    );
-    let refused = xtask(sh).args(["db", "sideways"]).ignore_status().quiet().output()?;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    ensure!(
-        refused.status.code() == Some(2) && stderr.contains("Usage"),
-        "bad flag accepted: {stderr}"
-    );
+    expect_refusal(
+        sh,
+        &["mutants", "--file", "src/no_such_file.rs"],
+        "--file src/no_such_file.rs: no such file",
+    )?;
+    let code = expect_refusal(sh, &["db", "sideways"], "Usage")?;
+    ensure!(code == Some(2), "a bad flag exited with {code:?}, not 2");
     Ok(())
 }

@@ -209,15 +209,7 @@ fn check_manifests(sh: &Shell, project: &Path) -> anyhow::Result<()> {
 fn check_jobs_commands(sh: &Shell) -> anyhow::Result<()> {
     let dead = xtask(sh).args(["jobs", "dead"]).read()?;
     ensure!(dead.contains("no dead jobs"), "cargo xtask jobs dead printed {dead:?}");
-    let refused = xtask(sh)
-        .args(["jobs", "retry", "not-an-id"])
-        .ignore_status()
-        .output()?;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    ensure!(
-        !refused.status.success() && stderr.contains("invalid value 'not-an-id'"),
-        "cargo xtask jobs retry took a malformed id: {stderr}"
-    );
+    expect_refusal(sh, &["jobs", "retry", "not-an-id"], "invalid value 'not-an-id'")?;
     println!("cargo xtask jobs lists dead jobs and refuses a malformed id");
     Ok(())
 }
@@ -295,4 +287,17 @@ fn containers_wanted(sh: &Shell) -> anyhow::Result<bool> {
 /// service's `.env` and point its migrations at a database that is not the test's.
 pub fn xtask(sh: &Shell) -> Cmd<'_> {
     cmd!(sh, "cargo xtask").env_remove("DATABASE_URL")
+}
+
+/// Runs `cargo xtask ARGS`, which must fail with `expected` in its error output; returns its
+/// exit code.
+pub fn expect_refusal(sh: &Shell, args: &[&str], expected: &str) -> anyhow::Result<Option<i32>> {
+    let output = xtask(sh).args(args).ignore_status().quiet().output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success() && stderr.contains(expected),
+        "cargo xtask {} was not refused with {expected:?}: {stderr}",
+        args.join(" ")
+    );
+    Ok(output.status.code())
 }
