@@ -11,7 +11,6 @@ pub fn run(command: &Jobs) -> anyhow::Result<()> {
         Jobs::Retry { id } => vec!["retry".to_owned(), id.clone()],
         Jobs::Discard { id } => vec!["discard".to_owned(), id.clone()],
     };
-    let args: Vec<&str> = std::iter::once("jobs").chain(args.iter().map(String::as_str)).collect();
-    project::service(&sh, &args).run()?;
+    project::service(&sh, &["jobs"]).args(args).run()?;
     Ok(())
 }
