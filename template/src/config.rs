@@ -35,6 +35,10 @@ pub struct Config {
     #[serde(default)]
     pub jobs: crate::jobs::JobsConfig,
 {%- endif %}
+{%- if jobs and example %}
+    #[serde(default)]
+    pub webhooks: crate::webhooks::WebhooksConfig,
+{%- endif %}
 }
 
 /// Where the service runs; production tightens defaults such as the log format.
@@ -324,6 +328,9 @@ impl Config {
 {%- endif %}
 {%- if jobs %}
         self.jobs.validate()?;
+{%- endif %}
+{%- if jobs and example %}
+        self.webhooks.validate(self.environment)?;
 {%- endif %}
         self.rate_limit.trusted_proxies()?;
         if self.database.url.is_none() {

@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 mod state;
 pub mod telemetry;
-
+{% if jobs and example %}pub mod webhooks;
+{% endif %}
 pub use http::app;
 pub use state::{AppState, Lifecycle};

@@ -45,6 +45,9 @@ pub struct Metrics {
 {%- if jobs %}
     pub jobs: crate::jobs::JobMetrics,
 {%- endif %}
+{%- if jobs and example %}
+    pub webhooks: crate::webhooks::WebhookMetrics,
+{%- endif %}
 }
 
 /// Latency buckets in seconds, from 5 ms to 10 s.
@@ -92,6 +95,9 @@ impl Default for Metrics {
         Self {
 {%- if jobs %}
             jobs: crate::jobs::JobMetrics::register(&mut registry),
+{%- endif %}
+{%- if jobs and example %}
+            webhooks: crate::webhooks::WebhookMetrics::register(&mut registry),
 {%- endif %}
             registry,
             requests,

@@ -26,6 +26,10 @@ pub struct Shared {
 {%- if auth != "none" %}
     pub auth: crate::auth::Auth,
 {%- endif %}
+{%- if jobs and example %}
+    /// Sends webhook deliveries; one client, so connections and circuits are shared.
+    pub webhooks: crate::webhooks::Outbound,
+{%- endif %}
     /// API requests per client address.
     pub address_limit: AddressLimit,
     /// Proxies whose `X-Forwarded-For` names the client.
@@ -37,7 +41,11 @@ impl AppState {
     /// a key or a proxy range.
     pub fn new(config: Config, db: Database) -> anyhow::Result<Self> {
         let limits = &config.rate_limit;
+        let metrics = Metrics::default();
         Ok(Self(Arc::new(Shared {
+{%- if jobs and example %}
+            webhooks: crate::webhooks::Outbound::new(&config.webhooks, &metrics.webhooks)?,
+{%- endif %}
 {%- if auth != "none" %}
             auth: crate::auth::Auth::new(&config.auth, limits, config.environment, &db)?,
 {%- endif %}
@@ -50,7 +58,7 @@ impl AppState {
             trusted_proxies: limits.trusted_proxies()?.into(),
             config: Arc::new(config),
             db,
-            metrics: Metrics::default(),
+            metrics,
             lifecycle: Arc::new(Lifecycle::default()),
         })))
     }

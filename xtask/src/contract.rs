@@ -18,6 +18,7 @@ use crate::generate::scratch_dir;
 use crate::probe;
 use crate::service::{Server, binary, call, service, sign_in};
 use crate::test::section;
+use crate::webhooks_check;
 
 /// The schemathesis `.ci/run` installs; the options below are its.
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
@@ -68,6 +69,12 @@ pub fn check_case(sh: &Shell, project: &Path, case: &Case, database: &DevDatabas
         token: Some(&account),
         tag: None,
     };
+    if case.on("jobs") && case.on("example") {
+        // First, while the worker's webhooks queue is empty: the contract run registers
+        // endpoints of its own, whose deliveries then wait out their failures.
+        section("webhook signatures (standardwebhooks)");
+        webhooks_check::check(port, &account, &dest)?;
+    }
     check(sh, port, &dest, &[as_account])?;
     if case.on("example") {
         section("writes through a database restart");

@@ -24,6 +24,7 @@ mod service;
 mod snapshots;
 mod test;
 mod throwaway;
+mod webhooks_check;
 
 use std::process::ExitCode;
 

@@ -16,6 +16,9 @@ pub mod users;
 pub mod projects;
 pub mod tasks;
 {%- endif %}
+{%- if jobs and example %}
+pub mod webhooks;
+{%- endif %}
 
 pub use error::DbError;
-pub use pool::{Database, PING_REUSE, PoolStats};
+pub use pool::{Database, PING_REUSE, PoolStats, commit};

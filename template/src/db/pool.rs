@@ -11,7 +11,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use super::DbError;
 use crate::config::DatabaseConfig;
@@ -97,6 +97,13 @@ impl Database {
         self.pool.acquire().await.map_err(DbError::unconstrained)
     }
 
+    /// Starts a transaction on a connection taken as [`Self::acquire`] does; it rolls back
+    /// unless committed with [`commit`].
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, DbError> {
+        let _waiting = Waiting::enter(&self.waiting);
+        self.pool.begin().await.map_err(DbError::unconstrained)
+    }
+
     /// Checks that PostgreSQL answers within `timeout`, or repeats the answer of a check that
     /// ended less than [`PING_REUSE`] ago. Callers that arrive during a check wait for its
     /// answer, so a flood of probes opens at most one connection.
@@ -170,4 +177,9 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Commits `tx`; a failure (the connection went) is an unavailable database, like others.
+pub async fn commit(tx: Transaction<'_, Postgres>) -> Result<(), DbError> {
+    tx.commit().await.map_err(DbError::unconstrained)
 }

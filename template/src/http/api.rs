@@ -57,5 +57,8 @@ pub fn v1() -> OpenApiRouter<AppState> {
 {%- if jobs and auth != "none" %}
     let v1 = v1.merge(super::jobs::router());
 {%- endif %}
+{%- if jobs and example %}
+    let v1 = v1.merge(super::webhooks::router());
+{%- endif %}
     OpenApiRouter::default().nest("/api/v1", v1)
 }

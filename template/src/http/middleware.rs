@@ -59,7 +59,9 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         user_id = tracing::field::Empty
     );
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = CURRENT_REQUEST_ID
+        .scope(request_id.clone(), next.run(request).instrument(span.clone()))
+        .await;
 
     let status = response.status();
     let elapsed = started.elapsed();
@@ -81,6 +83,20 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     headers.insert(REQUEST_ID, request_id);
     add_security_headers(headers, https);
     response
+}
+
+tokio::task_local! {
+    /// The id of the request the current task is handling, for work it leaves behind (a job
+    /// carries it on, so its logs and outbound calls correlate with the request).
+    static CURRENT_REQUEST_ID: HeaderValue;
+}
+
+/// The id of the request being handled, when called while handling one.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID
+        .try_with(|id| id.to_str().ok().map(str::to_owned))
+        .ok()
+        .flatten()
 }
 
 /// A new request id: a random UUID.

@@ -36,6 +36,9 @@ pub mod jobs;
 pub mod projects;
 pub mod tasks;
 {%- endif %}
+{%- if jobs and example %}
+pub mod webhooks;
+{%- endif %}
 
 use std::time::Duration;
 

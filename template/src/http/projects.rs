@@ -21,6 +21,9 @@ use crate::AppState;
 use crate::db;
 use crate::domain::page::{Direction, PageSize};
 use crate::domain::project::{self as domain, ProjectSort};
+{%- if jobs %}
+use crate::webhooks::{self, EventType};
+{%- endif %}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
@@ -228,14 +231,18 @@ async fn create_project(
     user: CurrentUser,
     Valid(body): Valid<CreateProject>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let project = db::projects::insert(&mut conn, &body.into_domain(user.id)).await?;
+    let mut tx = state.db.begin().await?;
+    let project = Project::from(db::projects::insert(&mut tx, &body.into_domain(user.id)).await?);
+{%- if jobs %}
+    webhooks::announce(&mut tx, project.id, EventType::ProjectCreated, &project).await?;
+{%- endif %}
+    db::commit(tx).await?;
     let location = format!("/api/v1/projects/{}", project.id);
     Ok((
         StatusCode::CREATED,
         etag(project.version),
         [(header::LOCATION, location)],
-        Json(Project::from(project)),
+        Json(project),
     ))
 }
 
@@ -291,10 +298,14 @@ async fn update_project(
     if changes.is_empty() {
         return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
-    let mut conn = state.db.acquire().await?;
-    let outcome = db::projects::update(&mut conn, user.scope(), id, expected, &changes).await?;
-    let project = if_match.outcome(outcome, NOT_FOUND)?;
-    Ok((etag(project.version), Json(Project::from(project))))
+    let mut tx = state.db.begin().await?;
+    let outcome = db::projects::update(&mut tx, user.scope(), id, expected, &changes).await?;
+    let project = Project::from(if_match.outcome(outcome, NOT_FOUND)?);
+{%- if jobs %}
+    webhooks::announce(&mut tx, project.id, EventType::ProjectUpdated, &project).await?;
+{%- endif %}
+    db::commit(tx).await?;
+    Ok((etag(project.version), Json(project)))
 }
 
 /// Delete a project and its tasks
@@ -316,8 +327,15 @@ async fn delete_project(
     Path(id): Path<Uuid>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let outcome = db::projects::delete(&mut conn, user.scope(), id, if_match.expected()).await?;
+    let mut tx = state.db.begin().await?;
+{%- if jobs %}
+    // Announced first, while the project is there to be read; a refused delete rolls it back.
+    if let Some(project) = db::projects::find(&mut tx, user.scope(), id).await? {
+        webhooks::announce(&mut tx, id, EventType::ProjectDeleted, &Project::from(project)).await?;
+    }
+{%- endif %}
+    let outcome = db::projects::delete(&mut tx, user.scope(), id, if_match.expected()).await?;
     if_match.outcome(outcome, NOT_FOUND)?;
+    db::commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,6 +21,9 @@ use crate::AppState;
 use crate::db;
 use crate::domain::page::{Direction, PageSize};
 use crate::domain::task::{self as domain, TaskSort};
+{%- if jobs %}
+use crate::webhooks::{self, EventType};
+{%- endif %}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
@@ -279,14 +282,18 @@ async fn create_task(
     user: CurrentUser,
     Valid(body): Valid<CreateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let task = db::tasks::insert(&mut conn, user.scope(), &body.into()).await?;
+    let mut tx = state.db.begin().await?;
+    let task = Task::from(db::tasks::insert(&mut tx, user.scope(), &body.into()).await?);
+{%- if jobs %}
+    webhooks::announce(&mut tx, task.project_id, EventType::TaskCreated, &task).await?;
+{%- endif %}
+    db::commit(tx).await?;
     let location = format!("/api/v1/tasks/{}", task.id);
     Ok((
         StatusCode::CREATED,
         etag(task.version),
         [(header::LOCATION, location)],
-        Json(Task::from(task)),
+        Json(task),
     ))
 }
 
@@ -341,10 +348,14 @@ async fn update_task(
     if changes.is_empty() {
         return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
-    let mut conn = state.db.acquire().await?;
-    let outcome = db::tasks::update(&mut conn, user.scope(), id, expected, &changes).await?;
-    let task = if_match.outcome(outcome, NOT_FOUND)?;
-    Ok((etag(task.version), Json(Task::from(task))))
+    let mut tx = state.db.begin().await?;
+    let outcome = db::tasks::update(&mut tx, user.scope(), id, expected, &changes).await?;
+    let task = Task::from(if_match.outcome(outcome, NOT_FOUND)?);
+{%- if jobs %}
+    webhooks::announce(&mut tx, task.project_id, EventType::TaskUpdated, &task).await?;
+{%- endif %}
+    db::commit(tx).await?;
+    Ok((etag(task.version), Json(task)))
 }
 
 /// Delete a task
@@ -366,8 +377,15 @@ async fn delete_task(
     Path(id): Path<Uuid>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let outcome = db::tasks::delete(&mut conn, user.scope(), id, if_match.expected()).await?;
+    let mut tx = state.db.begin().await?;
+{%- if jobs %}
+    // Announced first, while the task is there to be read; a refused delete rolls it back.
+    if let Some(task) = db::tasks::find(&mut tx, user.scope(), id).await? {
+        webhooks::announce(&mut tx, task.project_id, EventType::TaskDeleted, &Task::from(task)).await?;
+    }
+{%- endif %}
+    let outcome = db::tasks::delete(&mut tx, user.scope(), id, if_match.expected()).await?;
     if_match.outcome(outcome, NOT_FOUND)?;
+    db::commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

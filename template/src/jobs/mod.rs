@@ -33,13 +33,22 @@ pub use worker::Worker;
 
 use crate::AppState;
 use crate::db::DbError;
+{%- if example %}
+use crate::webhooks::{Deliver, PruneDeliveries};
+{%- endif %}
 
 /// The jobs this service runs, and when the scheduled ones run.
 pub fn registry() -> Registry {
-{%- if auth == "issuer" %}
+{%- if auth == "issuer" or example %}
     Registry::default()
         .every(PruneDeadJobs::SCHEDULE, PruneDeadJobs)
+{%- if auth == "issuer" %}
         .every(PruneExpiredSessions::SCHEDULE, PruneExpiredSessions)
+{%- endif %}
+{%- if example %}
+        .with::<Deliver>()
+        .every(PruneDeliveries::SCHEDULE, PruneDeliveries)
+{%- endif %}
 {%- else %}
     Registry::default().every(PruneDeadJobs::SCHEDULE, PruneDeadJobs)
 {%- endif %}

@@ -37,6 +37,16 @@ pub struct TestApp {
     server: Option<JoinHandle<()>>,
 }
 
+/// A client for the service under test: straight to it, whatever proxy the environment names.
+pub fn http_client() -> reqwest::ClientBuilder {
+{%- if auth == "verifier" or jobs and example %}
+    // The service's own clients choose rustls with ring, which reqwest then needs chosen for
+    // every client of the process; the service installs it when it builds its state.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+{%- endif %}
+    reqwest::Client::builder().no_proxy()
+}
+
 /// Settings for tests: the defaults, bound to loopback.
 pub fn test_config(database_url: &str) -> Config {
     Config {
@@ -60,6 +70,10 @@ pub fn test_config(database_url: &str) -> Config {
         },
 {%- if jobs %}
         jobs: service::jobs::JobsConfig::default(),
+{%- endif %}
+{%- if jobs and example %}
+        // The production guard: a test that delivers to itself allows private addresses.
+        webhooks: service::webhooks::WebhooksConfig::default(),
 {%- endif %}
     }
 }
@@ -116,8 +130,7 @@ impl TestApp {
             };
             server::serve(listener, router, &server_state, signal).await;
         });
-        let client = reqwest::Client::builder()
-            .no_proxy()
+        let client = http_client()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client");
@@ -293,3 +306,17 @@ impl Gate {
         self.open.add_permits(Semaphore::MAX_PERMITS / 2);
     }
 }
+{%- if jobs %}
+
+/// Waits up to five seconds for `check` to hold: for what a worker does in the background.
+pub async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+{%- endif %}

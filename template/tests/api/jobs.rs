@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, eventually, http_client};
 use crate::process::{RunToExit, binary, config_dir, free_port, stderr_of, terminate, wait_until_live};
 
 /// Records each attempt in `job_runs`; the first `failures` attempts fail (or panic), and each
@@ -105,18 +105,6 @@ async fn job_count(app: &TestApp, state: Option<&str>) -> i64 {
         .fetch_one(pool(app))
         .await
         .expect("count jobs")
-}
-
-/// Waits up to five seconds for `check` to hold.
-async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -576,7 +564,7 @@ async fn the_worker_subcommand_runs_jobs_serves_its_probes_and_metrics_and_stops
         .spawn()
         .expect("start the worker");
     wait_until_live(port).await;
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = http_client().build().expect("client");
     let get = |path: &str| client.get(format!("http://127.0.0.1:{port}{path}")).send();
 
     assert_eq!(get("/health/ready").await.expect("ready").status(), 200);

@@ -43,3 +43,6 @@ mod jobs;
 {%- if jobs and auth != "none" %}
 mod jobs_admin;
 {%- endif %}
+{%- if jobs and example %}
+mod webhooks;
+{%- endif %}

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::database::TestDatabase;
+use crate::helpers::http_client;
 
 const BINARY: &str = env!(concat!("CARGO_BIN_EXE_", env!("CARGO_PKG_NAME")));
 
@@ -180,7 +181,7 @@ pub fn serve(database_url: &str, port: u16) -> Child {
 
 pub async fn wait_until_live(port: u16) {
     let started = Instant::now();
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = http_client().build().expect("client");
     while started.elapsed() < Duration::from_secs(20) {
         if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/health/live")).send().await
             && response.status() == 200
@@ -199,7 +200,7 @@ async fn serve_logs_json_with_request_ids_and_exits_cleanly_on_sigterm() {
     let child = serve(&database.url, port);
     wait_until_live(port).await;
 
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = http_client().build().expect("client");
     let response = client
         .get(format!("http://127.0.0.1:{port}/health/ready"))
         .header("x-request-id", "trace-me-42")
@@ -272,7 +273,7 @@ async fn an_unreachable_database_is_logged_without_its_password_and_readiness_re
         .expect("start the service");
     wait_until_live(port).await;
 
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = http_client().build().expect("client");
     let ready = client
         .get(format!("http://127.0.0.1:{port}/health/ready"))
         .send()

@@ -7,6 +7,7 @@ use std::process::{Output, Stdio};
 
 use crate::auth::PASSWORD;
 use crate::database::TestDatabase;
+use crate::helpers::http_client;
 use crate::process::{RunToExit, binary, config_dir, free_port, serve, stderr_of, terminate, wait_until_live};
 
 #[test]
@@ -89,7 +90,7 @@ async fn no_password_token_or_key_reaches_the_logs() {
     let password = "recognisable-passphrase-7c41e9";
     let child = serve(&database.url, port);
     wait_until_live(port).await;
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = http_client().build().expect("client");
     let url = |path: &str| format!("http://127.0.0.1:{port}/api/v1/auth/{path}");
     let send = |path: &str, body: serde_json::Value| client.post(url(path)).json(&body).send();
 

@@ -9,7 +9,7 @@ use service::AppState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Gate, TestApp, json};
+use crate::helpers::{Gate, TestApp, http_client, json};
 
 fn probes(gate: &Gate) -> Router<AppState> {
     Router::new().route("/probe/hold", gate.route())
@@ -29,11 +29,7 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Duration, Vec
 
 /// A client that speaks HTTP/2 from the first byte, as a gRPC or service-mesh client does.
 fn http2_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client")
+    http_client().http2_prior_knowledge().build().expect("client")
 }
 
 async fn with_header_timeout() -> TestApp {
