@@ -21,6 +21,9 @@ CREATE TABLE jobs (
     lease_owner  uuid,
     lease_until  timestamptz,
     last_error   text,
+    -- The W3C traceparent of the request that enqueued the job, so that its run continues
+    -- that trace; NULL when traces are not exported.
+    traceparent  text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT jobs_state_check CHECK (state IN ('ready', 'running', 'dead')),

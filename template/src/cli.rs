@@ -119,12 +119,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve => {
-            telemetry::init(&config.log, config.environment)?;
+            let _telemetry = telemetry::init(&config.log, &config.telemetry, config.environment)?;
             runtime.block_on(serve(config, Role::Api))
         }
 {%- if jobs %}
         Command::Worker => {
-            telemetry::init(&config.log, config.environment)?;
+            let _telemetry = telemetry::init(&config.log, &config.telemetry, config.environment)?;
             runtime.block_on(serve(config, Role::Worker))
         }
         Command::Jobs(command) => runtime.block_on(jobs::run(command, &config)),

@@ -25,6 +25,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 {%- if auth != "none" %}
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
@@ -245,6 +247,30 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Trace export; off unless an endpoint is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP collector's base URL, such as `http://otel-collector:4318`; spans go to
+    /// its `/v1/traces`. Unset, nothing is exported and traces cost nothing.
+    pub otlp_endpoint: Option<String>,
+    /// Defaults to the package's name.
+    pub service_name: Option<String>,
+    /// The share of new traces recorded, 0 to 1; a trace a caller started follows the
+    /// caller's decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: None,
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 impl Config {
     /// Reads the configuration from `config_dir` and the process environment.
     pub fn load(config_dir: &Path) -> anyhow::Result<Self> {
@@ -333,6 +359,14 @@ impl Config {
         self.webhooks.validate(self.environment)?;
 {%- endif %}
         self.rate_limit.trusted_proxies()?;
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            bail!("APP_TELEMETRY__OTLP_ENDPOINT must be the http(s) URL of an OTLP collector, not {endpoint:?}");
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            bail!("APP_TELEMETRY__SAMPLE_RATIO must be from 0 to 1");
+        }
         if self.database.url.is_none() {
             bail!("DATABASE_URL is not set: export it or put it in .env (see .env.example)");
         }

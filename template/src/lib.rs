@@ -10,6 +10,7 @@ pub mod http;
 {% if jobs %}pub mod jobs;
 {% endif %}pub mod limits;
 pub mod metrics;
+pub mod outbound;
 mod state;
 pub mod telemetry;
 {% if jobs and example %}pub mod webhooks;

@@ -47,9 +47,7 @@ impl Tokens {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             bail!("APP_AUTH__JWKS_URL must be the http(s) URL of the issuer's key set, not {url:?}");
         }
-        // reqwest leaves the choice of TLS implementation to the application; ignore the
-        // error of a second call, which finds the same provider installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::outbound::install_tls();
         if environment == Environment::Production && url.starts_with("http://") && !config.jwks_allow_http {
             bail!(
                 "APP_AUTH__JWKS_URL is plain HTTP, where anyone on the path could swap the keys; use https, \

@@ -17,6 +17,7 @@ use super::client_ip;
 use super::error::{ApiError, PROBLEM_JSON, Problem};
 use crate::AppState;
 use crate::metrics::HttpLabels;
+use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,8 +57,11 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         %route,
         request_id = request_id.to_str().unwrap_or_default(),
         %client_ip,
-        user_id = tracing::field::Empty
+        user_id = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty
     );
+    telemetry::continue_trace(&span, request.headers(), || format!("{method} {route}"));
 
     let mut response = CURRENT_REQUEST_ID
         .scope(request_id.clone(), next.run(request).instrument(span.clone()))

@@ -112,6 +112,7 @@ pub async fn enqueue<J: Job>(conn: &mut PgConnection, job: &J, options: Options)
         dedupe_key: options.dedupe_key.as_deref(),
         max_attempts: J::MAX_ATTEMPTS,
         run_at: options.run_at,
+        traceparent: crate::telemetry::traceparent(),
     };
     Ok(queue::insert(conn, new).await?)
 }

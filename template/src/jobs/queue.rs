@@ -23,13 +23,14 @@ pub struct NewJob<'a> {
     pub dedupe_key: Option<&'a str>,
     pub max_attempts: i32,
     pub run_at: Option<OffsetDateTime>,
+    pub traceparent: Option<String>,
 }
 
 /// Inserts the job; `None` when a ready or running job of the same kind has its dedupe key.
 pub async fn insert(conn: &mut PgConnection, job: NewJob<'_>) -> Result<Option<Uuid>, DbError> {
     sqlx::query_scalar(
-        "INSERT INTO jobs (id, queue, kind, version, payload, dedupe_key, max_attempts, run_at) \
-         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, coalesce($8, now())) \
+        "INSERT INTO jobs (id, queue, kind, version, payload, dedupe_key, max_attempts, run_at, traceparent) \
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, coalesce($8, now()), $9) \
          ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL AND state <> 'dead' DO NOTHING \
          RETURNING id",
     )
@@ -41,6 +42,7 @@ pub async fn insert(conn: &mut PgConnection, job: NewJob<'_>) -> Result<Option<U
     .bind(job.dedupe_key)
     .bind(job.max_attempts)
     .bind(job.run_at)
+    .bind(job.traceparent)
     .fetch_optional(conn)
     .await
     .map_err(DbError::unconstrained)
@@ -56,6 +58,7 @@ pub struct Claimed {
     /// This attempt's number, from 1.
     pub attempts: i32,
     pub max_attempts: i32,
+    pub traceparent: Option<String>,
 }
 
 /// Who claims what: a worker claims only the kinds it can run, so that during a rolling
@@ -86,7 +89,7 @@ pub async fn claim(db: impl PgExecutor<'_>, claim: &Claim<'_>, limit: i64) -> Re
          UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $2, \
              lease_until = now() + make_interval(secs => $4), updated_at = now() \
          WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM ready LIMIT $3) \
-         RETURNING id, kind, version, payload, attempts, max_attempts",
+         RETURNING id, kind, version, payload, attempts, max_attempts, traceparent",
     )
     .bind(claim.queue)
     .bind(claim.owner)

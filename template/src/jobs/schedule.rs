@@ -94,6 +94,7 @@ impl Schedules {
                 dedupe_key: Some("schedule"),
                 max_attempts: scheduled.max_attempts,
                 run_at: None,
+                traceparent: None,
             };
             queue::insert(&mut tx, job).await?;
             // From the database's clock, which every worker shares.

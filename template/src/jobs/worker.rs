@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::metrics::{KindLabels, Outcome};
 use super::queue::{self, AfterFailure, Claim, Claimed};
 use super::registry::{Failure, Registry};
 use super::schedule::Schedules;
-use crate::AppState;
+use crate::{AppState, telemetry};
 
 /// The channel the `jobs` table's trigger notifies, with the queue's name.
 const CHANNEL: &str = "jobs_ready";
@@ -268,7 +269,20 @@ async fn attempt(shared: &Shared, job: &Claimed) -> Result<(), Failure> {
             retry: false,
         });
     }
-    let mut task = AbortOnDrop(tokio::spawn((handler.run)(job.payload.clone(), shared.state.clone())));
+    // Logs of the attempt name the job; its trace continues the request that enqueued it.
+    let span = tracing::info_span!(
+        "job",
+        job = %job.id,
+        kind = job.kind,
+        attempt = job.attempts,
+        otel.name = tracing::field::Empty
+    );
+    if let Some(traceparent) = &job.traceparent {
+        span.record("otel.name", format!("job {}", job.kind));
+        telemetry::follow(&span, traceparent);
+    }
+    let run = (handler.run)(job.payload.clone(), shared.state.clone()).instrument(span);
+    let mut task = AbortOnDrop(tokio::spawn(run));
     match (&mut task.0).await {
         Ok(result) => result,
         Err(err) => Err(Failure {

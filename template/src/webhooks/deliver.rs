@@ -7,19 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::breaker::Breakers;
 use super::guard::{self, GuardedResolver};
 use super::metrics::{OutcomeLabels, WebhookMetrics};
 use super::{EventType, WebhooksConfig, signature};
-use crate::AppState;
 use crate::db;
 use crate::db::webhooks::{Destination, NewDelivery};
 use crate::jobs::Job;
+use crate::{AppState, telemetry};
 
 /// A message for one endpoint. The body is fixed when the change commits, so every attempt
 /// sends, and signs, the same bytes under the same `webhook-id`.
@@ -86,9 +87,7 @@ pub struct Outbound {
 
 impl Outbound {
     pub fn new(config: &WebhooksConfig, metrics: &WebhookMetrics) -> anyhow::Result<Self> {
-        // reqwest leaves the choice of TLS implementation to the application; ignore the
-        // error of a second call, which finds the same provider installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::outbound::install_tls();
         let allow_private = config.allow_private_destinations;
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout())
@@ -149,9 +148,14 @@ impl Outbound {
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = signature::sign(secret, &delivery.message_id, timestamp, &delivery.body)
             .map_err(|err| Failed::Refused(err.to_string()))?;
+        // The call is a span of the job's trace, and sends that trace on as `traceparent`.
+        let span = tracing::info_span!("webhook delivery", otel.kind = tracing::field::Empty);
+        let mut trace = HeaderMap::new();
+        telemetry::inject(&span, &mut trace);
         let mut request = self
             .client
             .post(url)
+            .headers(trace)
             .header(CONTENT_TYPE, "application/json")
             .header("webhook-id", &delivery.message_id)
             .header("webhook-timestamp", timestamp)
@@ -162,6 +166,7 @@ impl Outbound {
         }
         let mut response = request
             .send()
+            .instrument(span)
             .await
             .map_err(|err| Failed::Answered(None, describe(err)))?;
         let status = response.status();

@@ -10,7 +10,7 @@ use axum::routing::{MethodRouter, get};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
-use service::config::{Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig};
+use service::config::{Config, DatabaseConfig, Environment, LogConfig, RateLimitConfig, ServerConfig, TelemetryConfig};
 use service::db::Database;
 use service::http::server;
 use service::{AppState, http};
@@ -39,11 +39,7 @@ pub struct TestApp {
 
 /// A client for the service under test: straight to it, whatever proxy the environment names.
 pub fn http_client() -> reqwest::ClientBuilder {
-{%- if auth == "verifier" or jobs and example %}
-    // The service's own clients choose rustls with ring, which reqwest then needs chosen for
-    // every client of the process; the service installs it when it builds its state.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-{%- endif %}
+    service::outbound::install_tls();
     reqwest::Client::builder().no_proxy()
 }
 
@@ -60,6 +56,7 @@ pub fn test_config(database_url: &str) -> Config {
             ..DatabaseConfig::default()
         },
         log: LogConfig::default(),
+        telemetry: TelemetryConfig::default(),
 {%- if auth != "none" %}
         auth: crate::callers::development_auth(),
 {%- endif %}

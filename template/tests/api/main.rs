@@ -13,6 +13,7 @@ mod migrations;
 mod process;
 mod rate_limits;
 mod server;
+mod traces;
 {%- if auth != "none" %}
 
 mod callers;

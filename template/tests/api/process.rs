@@ -165,18 +165,24 @@ fn migrating_an_unreachable_database_says_what_to_check() {
     assert!(stderr.contains("cannot reach the database"), "{stderr}");
 }
 
-/// Starts `serve` with JSON logs; stdout is piped for the test to read.
-pub fn serve(database_url: &str, port: u16) -> Child {
-    binary(&["serve"])
+/// `serve` with JSON logs, stdout piped for the test to read; more settings can be added
+/// before it is spawned.
+pub fn serving(database_url: &str, port: u16) -> Command {
+    let mut command = binary(&["serve"]);
+    command
         .env("DATABASE_URL", database_url)
         .env("APP_CONFIG_DIR", config_dir())
         .env("APP_SERVER__HOST", "127.0.0.1")
         .env("APP_SERVER__PORT", port.to_string())
         .env("APP_LOG__FORMAT", "json")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the service")
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Starts `serve` with JSON logs.
+pub fn serve(database_url: &str, port: u16) -> Child {
+    serving(database_url, port).spawn().expect("start the service")
 }
 
 pub async fn wait_until_live(port: u16) {

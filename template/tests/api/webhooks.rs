@@ -1,6 +1,7 @@
 //! Webhooks end to end: endpoints registered through the API, deliveries sent by a worker to a
 //! real HTTP receiver on this machine, signed, retried, recorded, held back by an open circuit,
-//! and refused towards internal addresses at registration and at connection time.
+//! refused towards internal addresses at registration and at connection time, and traced from
+//! the request through the job to the call.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,7 +18,9 @@ use service::jobs::{JobsConfig, Registry, Worker};
 use service::webhooks::{Deliver, WebhooksConfig, signature};
 
 use crate::callers::TestUser;
-use crate::helpers::{TestApp, eventually, json, problem};
+use crate::helpers::{TestApp, eventually, http_client, json, problem};
+use crate::process::{free_port, serving, terminate, wait_until_live};
+use crate::traces::{Collector, PARENT, TRACE, traceparent};
 
 /// What the receiver got: one request's headers and body.
 #[derive(Debug, Clone)]
@@ -351,4 +354,55 @@ async fn a_name_that_resolves_to_loopback_at_delivery_is_refused_without_a_reque
         "{error}"
     );
     assert!(receiver.received().is_empty());
+}
+
+#[tokio::test]
+async fn one_trace_spans_the_request_the_job_and_the_delivery() {
+    // The compiled binary, with its development settings (a worker in process, deliveries to
+    // loopback allowed), on the database and with the account of a test app.
+    let (app, _) = signed_in(|_| {}).await;
+    let (receiver, hook) = Receiver::start(&[]).await;
+    let (collector, otlp) = Collector::start().await;
+    let port = free_port();
+    let child = serving(&app.database.url, port)
+        .env("APP_TELEMETRY__OTLP_ENDPOINT", format!("http://{otlp}"))
+        .spawn()
+        .expect("start the service");
+    wait_until_live(port).await;
+    let client = http_client()
+        .default_headers(app.headers.clone())
+        .build()
+        .expect("client");
+    let url = |path: &str| format!("http://127.0.0.1:{port}/api/v1/{path}");
+
+    let registered = client
+        .post(url("webhooks"))
+        .json(&json!({ "url": format!("http://{hook}/hook"), "events": ["project.created"] }))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(registered.status(), 201);
+    let created = client
+        .post(url("projects"))
+        .header("traceparent", traceparent())
+        .json(&json!({ "name": "Traced" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    eventually("the delivery arrives", || async { !receiver.received().is_empty() }).await;
+    let (code, _) = terminate(child).await;
+
+    assert_eq!(code, Some(0));
+    let request = collector.span("POST /api/v1/projects");
+    assert_eq!(request.parent_span_id, PARENT);
+    let job = collector.span("job webhook-delivery");
+    assert_eq!(job.parent_span_id, request.span_id);
+    let call = collector.span("webhook delivery");
+    assert_eq!(call.parent_span_id, job.span_id);
+    let sent = receiver.received()[0].headers["traceparent"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(sent, format!("00-{TRACE}-{}-01", call.span_id));
 }
