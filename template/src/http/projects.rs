@@ -231,12 +231,17 @@ async fn create_project(
     user: CurrentUser,
     Valid(body): Valid<CreateProject>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = state.db.begin().await?;
-    let project = Project::from(db::projects::insert(&mut tx, &body.into_domain(user.id)).await?);
 {%- if jobs %}
-    webhooks::announce(&mut tx, project.id, EventType::ProjectCreated, &project).await?;
+    // The change and the deliveries it causes commit together.
+    let mut conn = state.db.begin().await?;
+{%- else %}
+    let mut conn = state.db.acquire().await?;
 {%- endif %}
-    db::commit(tx).await?;
+    let project = Project::from(db::projects::insert(&mut conn, &body.into_domain(user.id)).await?);
+{%- if jobs %}
+    webhooks::announce(&mut conn, project.id, EventType::ProjectCreated, &project).await?;
+    db::commit(conn).await?;
+{%- endif %}
     let location = format!("/api/v1/projects/{}", project.id);
     Ok((
         StatusCode::CREATED,
@@ -298,13 +303,18 @@ async fn update_project(
     if changes.is_empty() {
         return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
-    let mut tx = state.db.begin().await?;
-    let outcome = db::projects::update(&mut tx, user.scope(), id, expected, &changes).await?;
+{%- if jobs %}
+    // The change and the deliveries it causes commit together.
+    let mut conn = state.db.begin().await?;
+{%- else %}
+    let mut conn = state.db.acquire().await?;
+{%- endif %}
+    let outcome = db::projects::update(&mut conn, user.scope(), id, expected, &changes).await?;
     let project = Project::from(if_match.outcome(outcome, NOT_FOUND)?);
 {%- if jobs %}
-    webhooks::announce(&mut tx, project.id, EventType::ProjectUpdated, &project).await?;
+    webhooks::announce(&mut conn, project.id, EventType::ProjectUpdated, &project).await?;
+    db::commit(conn).await?;
 {%- endif %}
-    db::commit(tx).await?;
     Ok((etag(project.version), Json(project)))
 }
 
@@ -327,15 +337,20 @@ async fn delete_project(
     Path(id): Path<Uuid>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = state.db.begin().await?;
 {%- if jobs %}
+    // The change and the deliveries it causes commit together.
+    let mut conn = state.db.begin().await?;
     // Announced first, while the project is there to be read; a refused delete rolls it back.
-    if let Some(project) = db::projects::find(&mut tx, user.scope(), id).await? {
-        webhooks::announce(&mut tx, id, EventType::ProjectDeleted, &Project::from(project)).await?;
+    if let Some(project) = db::projects::find(&mut conn, user.scope(), id).await? {
+        webhooks::announce(&mut conn, id, EventType::ProjectDeleted, &Project::from(project)).await?;
     }
+{%- else %}
+    let mut conn = state.db.acquire().await?;
 {%- endif %}
-    let outcome = db::projects::delete(&mut tx, user.scope(), id, if_match.expected()).await?;
+    let outcome = db::projects::delete(&mut conn, user.scope(), id, if_match.expected()).await?;
     if_match.outcome(outcome, NOT_FOUND)?;
-    db::commit(tx).await?;
+{%- if jobs %}
+    db::commit(conn).await?;
+{%- endif %}
     Ok(StatusCode::NO_CONTENT)
 }

@@ -282,12 +282,17 @@ async fn create_task(
     user: CurrentUser,
     Valid(body): Valid<CreateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = state.db.begin().await?;
-    let task = Task::from(db::tasks::insert(&mut tx, user.scope(), &body.into()).await?);
 {%- if jobs %}
-    webhooks::announce(&mut tx, task.project_id, EventType::TaskCreated, &task).await?;
+    // The change and the deliveries it causes commit together.
+    let mut conn = state.db.begin().await?;
+{%- else %}
+    let mut conn = state.db.acquire().await?;
 {%- endif %}
-    db::commit(tx).await?;
+    let task = Task::from(db::tasks::insert(&mut conn, user.scope(), &body.into()).await?);
+{%- if jobs %}
+    webhooks::announce(&mut conn, task.project_id, EventType::TaskCreated, &task).await?;
+    db::commit(conn).await?;
+{%- endif %}
     let location = format!("/api/v1/tasks/{}", task.id);
     Ok((
         StatusCode::CREATED,
@@ -348,13 +353,18 @@ async fn update_task(
     if changes.is_empty() {
         return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
-    let mut tx = state.db.begin().await?;
-    let outcome = db::tasks::update(&mut tx, user.scope(), id, expected, &changes).await?;
+{%- if jobs %}
+    // The change and the deliveries it causes commit together.
+    let mut conn = state.db.begin().await?;
+{%- else %}
+    let mut conn = state.db.acquire().await?;
+{%- endif %}
+    let outcome = db::tasks::update(&mut conn, user.scope(), id, expected, &changes).await?;
     let task = Task::from(if_match.outcome(outcome, NOT_FOUND)?);
 {%- if jobs %}
-    webhooks::announce(&mut tx, task.project_id, EventType::TaskUpdated, &task).await?;
+    webhooks::announce(&mut conn, task.project_id, EventType::TaskUpdated, &task).await?;
+    db::commit(conn).await?;
 {%- endif %}
-    db::commit(tx).await?;
     Ok((etag(task.version), Json(task)))
 }
 
@@ -377,15 +387,20 @@ async fn delete_task(
     Path(id): Path<Uuid>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = state.db.begin().await?;
 {%- if jobs %}
+    // The change and the deliveries it causes commit together.
+    let mut conn = state.db.begin().await?;
     // Announced first, while the task is there to be read; a refused delete rolls it back.
-    if let Some(task) = db::tasks::find(&mut tx, user.scope(), id).await? {
-        webhooks::announce(&mut tx, task.project_id, EventType::TaskDeleted, &Task::from(task)).await?;
+    if let Some(task) = db::tasks::find(&mut conn, user.scope(), id).await? {
+        webhooks::announce(&mut conn, task.project_id, EventType::TaskDeleted, &Task::from(task)).await?;
     }
+{%- else %}
+    let mut conn = state.db.acquire().await?;
 {%- endif %}
-    let outcome = db::tasks::delete(&mut tx, user.scope(), id, if_match.expected()).await?;
+    let outcome = db::tasks::delete(&mut conn, user.scope(), id, if_match.expected()).await?;
     if_match.outcome(outcome, NOT_FOUND)?;
-    db::commit(tx).await?;
+{%- if jobs %}
+    db::commit(conn).await?;
+{%- endif %}
     Ok(StatusCode::NO_CONTENT)
 }
