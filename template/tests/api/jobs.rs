@@ -3,7 +3,6 @@
 //! metrics, the built-in prune, and the `worker` and `jobs` subcommands of the binary; and a
 //! claim on a long backlog, which reads an index, not the table.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -15,7 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, eventually, http_client};
-use crate::process::{RunToExit, binary, config_dir, free_port, stderr_of, terminate, wait_until_live};
+use crate::process::{RunToExit, binary, config_dir, free_port, running, stderr_of, terminate, wait_until_live};
 
 /// Records each attempt in `job_runs`; the first `failures` attempts fail (or panic), and each
 /// takes `sleep_ms`.
@@ -551,16 +550,10 @@ async fn the_built_in_prune_deletes_only_old_dead_jobs() {
 
 #[tokio::test]
 async fn the_worker_subcommand_runs_jobs_serves_its_probes_and_metrics_and_stops_on_sigterm() {
-    // An app first: with tokens from an issuer, it sets up TLS for the test's HTTP client too.
+    // An app first, for its database.
     let app = spawn().await;
     let port = free_port();
-    let child = binary(&["worker"])
-        .env("DATABASE_URL", &app.database.url)
-        .env("APP_CONFIG_DIR", config_dir())
-        .env("APP_SERVER__PORT", port.to_string())
-        .env("APP_LOG__FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let child = running("worker", &app.database.url, port)
         .spawn()
         .expect("start the worker");
     wait_until_live(port).await;

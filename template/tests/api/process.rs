@@ -165,10 +165,10 @@ fn migrating_an_unreachable_database_says_what_to_check() {
     assert!(stderr.contains("cannot reach the database"), "{stderr}");
 }
 
-/// `serve` with JSON logs, stdout piped for the test to read; more settings can be added
-/// before it is spawned.
-pub fn serving(database_url: &str, port: u16) -> Command {
-    let mut command = binary(&["serve"]);
+/// `serve` or `worker` with JSON logs, stdout piped for the test to read; more settings can
+/// be added before it is spawned.
+pub fn running(subcommand: &str, database_url: &str, port: u16) -> Command {
+    let mut command = binary(&[subcommand]);
     command
         .env("DATABASE_URL", database_url)
         .env("APP_CONFIG_DIR", config_dir())
@@ -182,7 +182,7 @@ pub fn serving(database_url: &str, port: u16) -> Command {
 
 /// Starts `serve` with JSON logs.
 pub fn serve(database_url: &str, port: u16) -> Child {
-    serving(database_url, port).spawn().expect("start the service")
+    running("serve", database_url, port).spawn().expect("start the service")
 }
 
 pub async fn wait_until_live(port: u16) {

@@ -16,7 +16,7 @@ use prost::Message;
 
 use crate::database::TestDatabase;
 use crate::helpers::http_client;
-use crate::process::{free_port, serving, terminate, wait_until_live};
+use crate::process::{free_port, running, terminate, wait_until_live};
 
 /// The trace and the span a caller's `traceparent` names.
 pub const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -98,7 +98,7 @@ async fn one_request(setting: &str) -> Collector {
     let database = TestDatabase::migrated().await;
     let (collector, address) = Collector::start().await;
     let port = free_port();
-    let child = serving(&database.url, port)
+    let child = running("serve", &database.url, port)
         .env(setting, format!("http://{address}"))
         .spawn()
         .expect("start the service");

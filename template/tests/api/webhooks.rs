@@ -1,7 +1,8 @@
 //! Webhooks end to end: endpoints registered through the API, deliveries sent by a worker to a
 //! real HTTP receiver on this machine, signed, retried, recorded, held back by an open circuit,
-//! refused towards internal addresses at registration and at connection time, and traced from
-//! the request through the job to the call.
+//! refused towards internal addresses at registration and at connection time, traced from the
+//! request through the job to the call, and delivered again by another worker process when the
+//! one delivering is killed.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use service::webhooks::{Deliver, WebhooksConfig, signature};
 
 use crate::callers::TestUser;
 use crate::helpers::{TestApp, eventually, http_client, json, problem};
-use crate::process::{free_port, serving, terminate, wait_until_live};
+use crate::process::{free_port, running, terminate, wait_until_live};
 use crate::traces::{Collector, PARENT, TRACE, traceparent};
 
 /// What the receiver got: one request's headers and body.
@@ -29,8 +30,8 @@ struct Received {
     body: String,
 }
 
-/// A webhook receiver on a free port: records every request, and answers each with the next
-/// scripted status (after the scripted delay), then 204 once the script is used up.
+/// A webhook receiver on a free port: records every request as it arrives, and answers each
+/// with the next scripted status after the scripted delay, then 204 once the script is used up.
 #[derive(Clone, Default)]
 struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
@@ -59,11 +60,11 @@ impl Receiver {
 
 async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let (status, delay_ms) = receiver.script.lock().expect("lock").pop_front().unwrap_or((204, 0));
-    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     receiver.received.lock().expect("lock").push(Received {
         headers,
         body: String::from_utf8(body.to_vec()).expect("utf-8"),
     });
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     StatusCode::from_u16(status).expect("status")
 }
 
@@ -364,7 +365,7 @@ async fn one_trace_spans_the_request_the_job_and_the_delivery() {
     let (receiver, hook) = Receiver::start(&[]).await;
     let (collector, otlp) = Collector::start().await;
     let port = free_port();
-    let child = serving(&app.database.url, port)
+    let child = running("serve", &app.database.url, port)
         .env("APP_TELEMETRY__OTLP_ENDPOINT", format!("http://{otlp}"))
         .spawn()
         .expect("start the service");
@@ -405,4 +406,53 @@ async fn one_trace_spans_the_request_the_job_and_the_delivery() {
         .expect("ascii")
         .to_owned();
     assert_eq!(sent, format!("00-{TRACE}-{}-01", call.span_id));
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_delivery_leaves_it_to_another_once_its_lease_runs_out() {
+    let (app, _) = signed_in(|_| {}).await;
+    // The first request is answered long after the test; the second at once.
+    let (receiver, hook) = Receiver::start(&[(204, 60_000)]).await;
+    let (endpoint, _) = register(&app, hook, &["project.created"]).await;
+    app.post("/api/v1/projects", &json!({ "name": "Killed" })).await;
+    // Worker processes of the compiled binary, with its development settings.
+    let worker = || {
+        let port = free_port();
+        let child = running("worker", &app.database.url, port)
+            .env("APP_JOBS__LEASE_MS", "1000")
+            .spawn()
+            .expect("start a worker");
+        (child, port)
+    };
+
+    let (mut first, _) = worker();
+    eventually("the first worker is delivering", || async {
+        receiver.received().len() == 1
+    })
+    .await;
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let (second, port) = worker();
+    wait_until_live(port).await;
+    eventually("the second worker delivers again", || async {
+        receiver.received().len() == 2
+    })
+    .await;
+    eventually("the job is done", || async {
+        deliveries(&app, &endpoint).await.len() == 1
+    })
+    .await;
+    let (code, _) = terminate(second).await;
+
+    assert_eq!(code, Some(0));
+    let requests = receiver.received();
+    assert_eq!(requests[0].headers["webhook-id"], requests[1].headers["webhook-id"]);
+    let records = deliveries(&app, &endpoint).await;
+    assert_eq!(records.len(), 1, "one success recorded: {records:?}");
+    assert_eq!(records[0]["status"], 204);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'webhook-delivery'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .expect("count jobs");
+    assert_eq!(left, 0);
 }
