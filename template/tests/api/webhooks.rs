@@ -1,8 +1,8 @@
 //! Webhooks end to end: endpoints registered through the API, deliveries sent by a worker to a
 //! real HTTP receiver on this machine, signed, retried, recorded, held back by an open circuit,
 //! refused towards internal addresses at registration and at connection time, traced from the
-//! request through the job to the call, and delivered again by another worker process when the
-//! one delivering is killed.
+//! request through the job to the call, delivered again by another worker process when the
+//! one delivering is killed, and their records pruned when old.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,8 +15,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use service::config::Config;
-use service::jobs::{JobsConfig, Registry, Worker};
-use service::webhooks::{Deliver, WebhooksConfig, signature};
+use service::jobs::{Job as _, JobsConfig, Registry, Worker};
+use service::webhooks::{Deliver, PruneDeliveries, WebhooksConfig, signature};
 
 use crate::callers::TestUser;
 use crate::helpers::{TestApp, eventually, http_client, json, problem};
@@ -455,4 +455,31 @@ async fn a_worker_killed_mid_delivery_leaves_it_to_another_once_its_lease_runs_o
         .await
         .expect("count jobs");
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn the_built_in_prune_deletes_only_old_delivery_records() {
+    let (app, _) = signed_in(|_| {}).await;
+    let (endpoint, _) = register(&app, "127.0.0.1:9".parse().expect("address"), &["task.created"]).await;
+    for (message, age) in [("msg_old", "15 days"), ("msg_recent", "1 day")] {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, event, attempt, status, latency_ms, created_at) \
+             VALUES (gen_random_uuid(), $1::uuid, $2, 'task.created', 1, 204, 3, now() - $3::interval)",
+        )
+        .bind(&endpoint)
+        .bind(message)
+        .bind(age)
+        .execute(app.state.db.pool())
+        .await
+        .expect("insert");
+    }
+
+    PruneDeliveries.run(app.state.clone()).await.expect("prune");
+
+    let left: Vec<Value> = deliveries(&app, &endpoint)
+        .await
+        .into_iter()
+        .map(|record| record["message_id"].clone())
+        .collect();
+    assert_eq!(left, [json!("msg_recent")]);
 }
