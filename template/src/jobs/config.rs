@@ -32,6 +32,9 @@ pub struct JobsConfig {
     pub shutdown_timeout_secs: u64,
     /// Dead jobs older than this are deleted by the built-in prune schedule.
     pub dead_retention_days: u64,
+    /// Cron patterns that replace the registered ones, by kind with hyphens as underscores
+    /// (`APP_JOBS__SCHEDULES__PRUNE_DEAD_JOBS="0 3 * * *"`).
+    pub schedules: BTreeMap<String, String>,
 }
 
 impl Default for JobsConfig {
@@ -46,6 +49,7 @@ impl Default for JobsConfig {
             retry_max_secs: 3_600,
             shutdown_timeout_secs: 20,
             dead_retention_days: 14,
+            schedules: BTreeMap::new(),
         }
     }
 }

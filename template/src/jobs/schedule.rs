@@ -3,9 +3,10 @@
 //! moves the tick on in one transaction, so each tick runs once however many workers run.
 //! Ticks missed while no worker ran collapse into one run.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use croner::Cron;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -14,22 +15,36 @@ use super::queue::{self, NewJob};
 use super::registry::Scheduled;
 use crate::AppState;
 
-/// The schedules of a registry, their patterns parsed.
+/// The schedules of a registry with their patterns, the configured ones in place of the
+/// built-in ones, parsed.
 #[derive(Debug)]
-pub struct Schedules(Vec<(Scheduled, Cron)>);
+pub struct Schedules(Vec<(Scheduled, String, Cron)>);
 
 impl Schedules {
-    pub fn parse(schedules: &[Scheduled]) -> anyhow::Result<Self> {
+    /// `overrides` holds patterns by kind, hyphens written as underscores (the form an
+    /// environment variable takes); one that names no schedule is refused, as a misspelt one
+    /// would otherwise change nothing without a word.
+    pub fn parse(schedules: &[Scheduled], overrides: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        let key = |scheduled: &Scheduled| scheduled.kind.replace('-', "_");
+        if let Some(unknown) = overrides
+            .keys()
+            .find(|name| !schedules.iter().any(|scheduled| key(scheduled) == **name))
+        {
+            let known: Vec<String> = schedules.iter().map(key).collect();
+            bail!(
+                "APP_JOBS__SCHEDULES__{} names no schedule; the schedules are {}",
+                unknown.to_uppercase(),
+                known.join(", ")
+            );
+        }
         let parsed = schedules
             .iter()
             .map(|scheduled| {
-                let cron = scheduled.pattern.parse::<Cron>().with_context(|| {
-                    format!(
-                        "schedule {}: invalid cron pattern {:?}",
-                        scheduled.kind, scheduled.pattern
-                    )
-                })?;
-                Ok((scheduled.clone(), cron))
+                let pattern = overrides.get(&key(scheduled)).map_or(scheduled.pattern, String::as_str);
+                let cron = pattern
+                    .parse::<Cron>()
+                    .with_context(|| format!("schedule {}: invalid cron pattern {pattern:?}", scheduled.kind))?;
+                Ok((scheduled.clone(), pattern.to_owned(), cron))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self(parsed))
@@ -56,14 +71,14 @@ impl Schedules {
 
     /// Adds the schedules the table lacks and recomputes those whose pattern changed.
     async fn register(&self, pool: &PgPool) -> anyhow::Result<()> {
-        for (scheduled, cron) in &self.0 {
+        for (scheduled, pattern, cron) in &self.0 {
             sqlx::query(
                 "INSERT INTO job_schedules (name, pattern, next_run_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO UPDATE SET pattern = excluded.pattern, next_run_at = excluded.next_run_at \
                  WHERE job_schedules.pattern <> excluded.pattern",
             )
             .bind(scheduled.kind)
-            .bind(scheduled.pattern)
+            .bind(pattern)
             .bind(next_tick(cron, OffsetDateTime::now_utc())?)
             .execute(pool)
             .await?;
@@ -72,7 +87,7 @@ impl Schedules {
     }
 
     async fn enqueue_due(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let names: Vec<&str> = self.0.iter().map(|(scheduled, _)| scheduled.kind).collect();
+        let names: Vec<&str> = self.0.iter().map(|(scheduled, _, _)| scheduled.kind).collect();
         let mut tx = pool.begin().await?;
         let due: Vec<(String, OffsetDateTime)> = sqlx::query_as(
             "SELECT name, now() FROM job_schedules WHERE name = ANY($1) AND next_run_at <= now() \
@@ -82,7 +97,7 @@ impl Schedules {
         .fetch_all(&mut *tx)
         .await?;
         for (name, now) in due {
-            let Some((scheduled, cron)) = self.0.iter().find(|(scheduled, _)| scheduled.kind == name) else {
+            let Some((scheduled, _, cron)) = self.0.iter().find(|(scheduled, _, _)| scheduled.kind == name) else {
                 continue;
             };
             let job = NewJob {
@@ -113,7 +128,7 @@ impl Schedules {
         let now = OffsetDateTime::now_utc();
         self.0
             .iter()
-            .filter_map(|(_, cron)| next_tick(cron, now).ok())
+            .filter_map(|(_, _, cron)| next_tick(cron, now).ok())
             .map(|tick| (tick - now).unsigned_abs())
             .min()
             .unwrap_or(Duration::MAX)
@@ -147,14 +162,34 @@ mod tests {
 
     #[test]
     fn the_service_schedules_parse_and_a_bad_pattern_names_its_schedule() {
-        Schedules::parse(super::super::registry().schedules()).expect("the service's schedules parse");
+        let none = BTreeMap::new();
+        Schedules::parse(super::super::registry().schedules(), &none).expect("the service's schedules parse");
 
         let bad = super::super::Registry::default().every("61 * * * *", super::super::PruneDeadJobs);
-        let err = Schedules::parse(bad.schedules()).expect_err("minute 61");
+        let err = Schedules::parse(bad.schedules(), &none).expect_err("minute 61");
 
         assert!(
             format!("{err:#}").starts_with("schedule prune-dead-jobs: invalid cron pattern \"61 * * * *\""),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn a_configured_pattern_replaces_the_built_in_one_and_must_name_a_schedule() {
+        let registry = super::super::Registry::default().every("17 * * * *", super::super::PruneDeadJobs);
+        let daily = BTreeMap::from([("prune_dead_jobs".to_owned(), "0 3 * * *".to_owned())]);
+
+        let schedules = Schedules::parse(registry.schedules(), &daily).expect("parses");
+        assert_eq!(schedules.0[0].1, "0 3 * * *");
+
+        let misspelt = BTreeMap::from([("prune_dead_job".to_owned(), "0 3 * * *".to_owned())]);
+        let err = Schedules::parse(registry.schedules(), &misspelt).expect_err("no such schedule");
+        assert_eq!(
+            err.to_string(),
+            "APP_JOBS__SCHEDULES__PRUNE_DEAD_JOB names no schedule; the schedules are prune_dead_jobs"
+        );
+        let bad = BTreeMap::from([("prune_dead_jobs".to_owned(), "daily".to_owned())]);
+        let err = Schedules::parse(registry.schedules(), &bad).expect_err("not a pattern");
+        assert!(format!("{err:#}").starts_with("schedule prune-dead-jobs: invalid cron pattern \"daily\""));
     }
 }

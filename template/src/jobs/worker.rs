@@ -57,7 +57,7 @@ impl Worker {
 
     /// Starts a worker for `registry`; fails when a schedule's pattern is invalid.
     pub fn start_with(state: AppState, registry: Registry) -> anyhow::Result<Self> {
-        let schedules = Schedules::parse(registry.schedules())?;
+        let schedules = Schedules::parse(registry.schedules(), &state.config.jobs.schedules)?;
         let wake = registry
             .queues()
             .into_iter()

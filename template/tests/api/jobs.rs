@@ -1,6 +1,7 @@
 //! Background jobs against a real database: enqueueing inside a transaction, waking, retries
 //! and dead jobs, panics, leases, uniqueness, delays, schedules across workers, shutdown, the
-//! metrics, the built-in prune, and the `worker` and `jobs` subcommands of the binary; and a
+//! metrics, the built-in prune, and the `worker` and `jobs` subcommands of the binary (a schedule
+//! once per tick across two worker processes among them); and a
 //! claim on a long backlog, which reads an index, not the table.
 
 use std::time::{Duration, Instant};
@@ -590,4 +591,48 @@ async fn the_worker_subcommand_runs_jobs_serves_its_probes_and_metrics_and_stops
         lines.iter().any(|line| line["message"] == "worker stopped"),
         "{lines:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_schedule_runs_once_per_tick_across_two_worker_processes() {
+    let app = spawn().await;
+    let started = Instant::now();
+    // The built-in prune, configured to tick every second.
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let port = free_port();
+            let child = running("worker", &app.database.url, port)
+                .env("APP_JOBS__SCHEDULES__PRUNE_DEAD_JOBS", "* * * * * *")
+                .spawn()
+                .expect("start a worker");
+            (child, port)
+        })
+        .collect();
+    for (_, port) in &workers {
+        wait_until_live(*port).await;
+    }
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+
+    let client = http_client().build().expect("client");
+    let mut runs = 0;
+    for (_, port) in &workers {
+        let metrics = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        runs += metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(r#"jobs_succeeded_total{queue="default",kind="prune-dead-jobs"} "#))
+            .map_or(0, |count| count.parse::<u64>().expect("a count"));
+    }
+    let ticks = started.elapsed().as_secs() + 1;
+    for (child, _) in workers {
+        assert_eq!(terminate(child).await.0, Some(0));
+    }
+
+    assert!((2..=ticks).contains(&runs), "{runs} runs in at most {ticks} ticks");
 }
