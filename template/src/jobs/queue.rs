@@ -1,7 +1,8 @@
 //! The queue's SQL on the `jobs` table: enqueue inside the caller's transaction, claim with
-//! `FOR UPDATE SKIP LOCKED` under a lease, then delete on success, reschedule with backoff on
-//! failure, or keep as dead. A worker's updates name its lease and the attempt it claimed, so
-//! a worker that lost its lease (it stalled, and another claimed the job) changes nothing.
+//! `FOR UPDATE SKIP LOCKED` under a lease, then delete on success (many at once), reschedule
+//! with backoff on failure, or keep as dead. A worker's updates name its lease and the attempt
+//! it claimed, so a worker that lost its lease (it stalled, and another claimed the job)
+//! changes nothing.
 
 use std::time::Duration;
 
@@ -129,15 +130,20 @@ pub async fn renew(db: impl PgExecutor<'_>, owner: Uuid, lease: Duration) -> Res
     Ok(done.rows_affected())
 }
 
-/// Removes a job that succeeded; false when the lease was lost meanwhile.
-pub async fn succeed(db: impl PgExecutor<'_>, job: &Claimed, owner: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2 AND attempts = $3")
-        .bind(job.id)
-        .bind(owner)
-        .bind(job.attempts)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// Removes jobs that succeeded, as `(id, attempt)` pairs, in one statement; returns the ids
+/// removed, which leaves out any whose lease was lost meanwhile.
+pub async fn succeed(db: impl PgExecutor<'_>, jobs: &[(Uuid, i32)], owner: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = jobs.iter().copied().unzip();
+    sqlx::query_scalar(
+        "DELETE FROM jobs USING unnest($1::uuid[], $2::int4[]) AS done (id, attempts) \
+         WHERE jobs.id = done.id AND jobs.attempts = done.attempts AND jobs.lease_owner = $3 \
+         RETURNING jobs.id",
+    )
+    .bind(ids)
+    .bind(attempts)
+    .bind(owner)
+    .fetch_all(db)
+    .await
 }
 
 /// What became of a failed attempt.

@@ -1,7 +1,8 @@
 //! The worker: one loop per queue claims as many due jobs as it has free slots and runs each
 //! in a task of its own, so a panic fails that attempt and nothing else. Beside the loops, a
-//! listener wakes them when a job commits, a ticker renews the leases of running jobs, another
-//! reads the queue depths for metrics, and the scheduler enqueues cron ticks.
+//! listener wakes them when a job commits, a recorder deletes succeeded jobs in batches, a
+//! ticker renews the leases of running jobs, another reads the queue depths for metrics, and
+//! the scheduler enqueues cron ticks.
 //!
 //! Stopping stops claiming, lets running jobs finish up to the shutdown timeout, then cancels
 //! the rest and hands their jobs back to the queue without using up an attempt.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -31,6 +32,9 @@ const RECHECK: Duration = Duration::from_millis(50);
 /// How often the queue depths are read for metrics.
 const DEPTHS_EVERY: Duration = Duration::from_secs(5);
 
+/// The most successes recorded in one statement.
+const SUCCESSES_AT_ONCE: usize = 256;
+
 /// A running worker; [`Worker::stop`] ends it.
 #[derive(Debug)]
 pub struct Worker {
@@ -47,6 +51,15 @@ struct Shared {
     /// Names this worker's leases.
     owner: Uuid,
     wake: BTreeMap<&'static str, Notify>,
+    successes: mpsc::UnboundedSender<Success>,
+}
+
+/// A job that succeeded, `(id, attempt)`, and who waits to hear whether its success was
+/// recorded (`Some(false)`: its lease had been lost; `None`: the database failed).
+#[derive(Debug)]
+struct Success {
+    job: (Uuid, i32),
+    recorded: oneshot::Sender<Option<bool>>,
 }
 
 impl Worker {
@@ -63,11 +76,13 @@ impl Worker {
             .into_iter()
             .map(|queue| (queue, Notify::new()))
             .collect();
+        let (successes, to_record) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state,
             registry,
             owner: Uuid::new_v4(),
             wake,
+            successes,
         });
         let (stop, stopped) = watch::channel(false);
         let queues = shared
@@ -77,6 +92,7 @@ impl Worker {
             .collect();
         let helpers = vec![
             tokio::spawn(listen(shared.clone())),
+            tokio::spawn(record_successes(shared.clone(), to_record)),
             tokio::spawn(renew_leases(shared.clone())),
             tokio::spawn(read_depths(shared.clone())),
             tokio::spawn(schedules.run(shared.state.clone())),
@@ -134,6 +150,8 @@ async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch:
     let wake = &shared.wake[queue];
     let mut running = JoinSet::new();
     while !*stopped.borrow() {
+        // Jobs that finished meanwhile free their slots together, for one claim to fill.
+        while running.try_join_next().is_some() {}
         // `None`: every slot is busy, so only a finished job (or the stop) matters.
         let mut wait = None;
         if running.len() < slots {
@@ -197,17 +215,14 @@ async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed) {
     let pool = state.db.pool();
     let lost = || tracing::warn!(job = %job.id, kind = job.kind, "the job's lease was lost while it ran; its new holder decides");
     let outcome = match result {
-        Ok(()) => match queue::succeed(pool, &job, shared.owner).await {
-            Ok(true) => Some(Outcome::Succeeded),
-            Ok(false) => {
+        Ok(()) => match record_success(&shared, &job).await {
+            Some(true) => Some(Outcome::Succeeded),
+            Some(false) => {
                 lost();
                 None
             }
-            Err(err) => {
-                // The lease runs out and the job runs again: the price of at-least-once.
-                tracing::error!(job = %job.id, error = %err, "cannot record a job's success");
-                None
-            }
+            // Logged by the recorder.
+            None => None,
         },
         Err(failure) => {
             let config = &state.config.jobs;
@@ -242,6 +257,39 @@ async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed) {
     };
     if let Some(outcome) = outcome {
         state.metrics.jobs.finished(&labels, outcome, started.elapsed());
+    }
+}
+
+/// Hands a success to [`record_successes`] and waits for it to be recorded.
+async fn record_success(shared: &Shared, job: &Claimed) -> Option<bool> {
+    let (recorded, answer) = oneshot::channel();
+    let success = Success {
+        job: (job.id, job.attempts),
+        recorded,
+    };
+    shared.successes.send(success).ok()?;
+    answer.await.ok()?
+}
+
+/// Records successes, one statement for all that arrived while the previous one ran: idle,
+/// each job has a statement to itself; under load, a worker deletes its finished jobs in
+/// batches instead of committing once for each.
+async fn record_successes(shared: Arc<Shared>, mut successes: mpsc::UnboundedReceiver<Success>) {
+    let mut batch = Vec::with_capacity(SUCCESSES_AT_ONCE);
+    while successes.recv_many(&mut batch, SUCCESSES_AT_ONCE).await > 0 {
+        let jobs: Vec<(Uuid, i32)> = batch.iter().map(|success| success.job).collect();
+        let removed = match queue::succeed(shared.state.db.pool(), &jobs, shared.owner).await {
+            Ok(removed) => Some(removed),
+            Err(err) => {
+                // Their leases run out and they run again: the price of at-least-once.
+                tracing::error!(count = jobs.len(), error = %err, "cannot record the success of jobs");
+                None
+            }
+        };
+        for success in batch.drain(..) {
+            let recorded = removed.as_ref().map(|removed| removed.contains(&success.job.0));
+            let _ = success.recorded.send(recorded);
+        }
     }
 }
 
