@@ -1,8 +1,9 @@
 //! Webhooks end to end: endpoints registered through the API, deliveries sent by a worker to a
-//! real HTTP receiver on this machine, signed, retried, recorded, held back by an open circuit,
-//! refused towards internal addresses at registration and at connection time, traced from the
-//! request through the job to the call, delivered again by another worker process when the
-//! one delivering is killed, and their records pruned when old.
+//! real HTTP receiver on this machine, signed, retried, recorded, neither following a redirect
+//! nor reading an answer past its cap, held back by an open circuit, refused towards internal
+//! addresses at registration and at connection time, traced from the request through the job
+//! to the call, delivered again by another worker process when the one delivering is killed,
+//! and their records pruned when old.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use service::config::Config;
 use service::jobs::{Job as _, JobsConfig, Registry, Worker};
 use service::webhooks::{Deliver, PruneDeliveries, WebhooksConfig, signature};
+use tokio::io::AsyncWriteExt;
 
 use crate::callers::TestUser;
 use crate::helpers::{TestApp, eventually, http_client, json, problem};
@@ -227,6 +229,74 @@ async fn a_5xx_and_a_timeout_are_retried_under_the_same_message_id_and_recorded(
     assert!(third.get("error").is_none_or(Value::is_null), "{third}");
     let ids: Vec<&Value> = records.iter().map(|record| &record["message_id"]).collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+}
+
+/// A receiver that starts every answer with `head` at once, without reading the request, then
+/// sends, when `endless`, a chunked body that never ends.
+async fn raw_receiver(head: String, endless: bool) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let head = head.clone();
+            tokio::spawn(async move {
+                let chunk = format!("2000\r\n{}\r\n", "x".repeat(0x2000));
+                let mut sent = stream.write_all(head.as_bytes()).await;
+                // Until the client hangs up.
+                while endless && sent.is_ok() {
+                    sent = stream.write_all(chunk.as_bytes()).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+    let (app, _) = signed_in(|_| {}).await;
+    let (receiver, target) = Receiver::start(&[]).await;
+    let moved =
+        format!("HTTP/1.1 308 Permanent Redirect\r\nlocation: http://{target}/hook\r\ncontent-length: 0\r\n\r\n");
+    let (endpoint, _) = register(&app, raw_receiver(moved, false).await, &["project.created"]).await;
+    let worker = worker(&app);
+
+    app.post("/api/v1/projects", &json!({ "name": "Skylab" })).await;
+    eventually("the attempt is recorded", || async {
+        !deliveries(&app, &endpoint).await.is_empty()
+    })
+    .await;
+    worker.stop().await;
+
+    let records = deliveries(&app, &endpoint).await;
+    let first = records.last().expect("a record");
+    assert_eq!(first["status"], 308);
+    assert_eq!(
+        first["error"],
+        "answered 308 Permanent Redirect; redirects are not followed"
+    );
+    assert!(receiver.received().is_empty(), "the redirect was followed");
+}
+
+#[tokio::test]
+async fn an_answer_that_never_ends_is_read_up_to_the_cap_and_the_delivery_counts() {
+    // Read to its end, the body would run into the 300 ms timeout.
+    let (app, _) = signed_in(|_| {}).await;
+    let endless = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_owned();
+    let (endpoint, _) = register(&app, raw_receiver(endless, true).await, &["project.created"]).await;
+    let worker = worker(&app);
+
+    app.post("/api/v1/projects", &json!({ "name": "Salyut" })).await;
+    eventually("the attempt is recorded", || async {
+        !deliveries(&app, &endpoint).await.is_empty()
+    })
+    .await;
+    worker.stop().await;
+
+    let records = deliveries(&app, &endpoint).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["status"], 200);
+    assert!(records[0].get("error").is_none_or(Value::is_null), "{}", records[0]);
 }
 
 #[tokio::test]
