@@ -117,14 +117,24 @@ pub async fn next_due(db: impl PgExecutor<'_>, claim: &Claim<'_>) -> Result<Opti
     .await
 }
 
-/// Extends the lease of every job `owner` holds.
-pub async fn renew(db: impl PgExecutor<'_>, owner: Uuid, lease: Duration) -> Result<u64, sqlx::Error> {
+/// Extends the leases of the jobs, as `(id, attempt)` pairs, that `owner` holds.
+pub async fn renew(
+    db: impl PgExecutor<'_>,
+    owner: Uuid,
+    jobs: &[(Uuid, i32)],
+    lease: Duration,
+) -> Result<u64, sqlx::Error> {
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = jobs.iter().copied().unzip();
     let done = sqlx::query(
         "UPDATE jobs SET lease_until = now() + make_interval(secs => $2) \
-         WHERE lease_owner = $1 AND state = 'running'",
+         FROM unnest($3::uuid[], $4::int4[]) AS held (id, attempts) \
+         WHERE jobs.id = held.id AND jobs.attempts = held.attempts AND jobs.lease_owner = $1 \
+             AND jobs.state = 'running'",
     )
     .bind(owner)
     .bind(lease.as_secs_f64())
+    .bind(ids)
+    .bind(attempts)
     .execute(db)
     .await?;
     Ok(done.rows_affected())

@@ -7,8 +7,8 @@
 //! Stopping stops claiming, lets running jobs finish up to the shutdown timeout, then cancels
 //! the rest and hands their jobs back to the queue without using up an attempt.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
@@ -52,6 +52,31 @@ struct Shared {
     owner: Uuid,
     wake: BTreeMap<&'static str, Notify>,
     successes: mpsc::UnboundedSender<Success>,
+    /// The attempts in flight, `(id, attempt)`: the only jobs whose leases this worker renews,
+    /// so that one whose outcome could not be recorded (the database failed just then) runs
+    /// out its lease and runs again, instead of being held for as long as the worker lives.
+    held: Mutex<HashSet<(Uuid, i32)>>,
+}
+
+/// Keeps an attempt in [`Shared::held`] until it ends, cancelled ones included.
+struct Held<'a> {
+    shared: &'a Shared,
+    job: (Uuid, i32),
+}
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared, job: &Claimed) -> Self {
+        let job = (job.id, job.attempts);
+        shared.held.lock().unwrap_or_else(PoisonError::into_inner).insert(job);
+        Self { shared, job }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut held = self.shared.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.remove(&self.job);
+    }
 }
 
 /// A job that succeeded, `(id, attempt)`, and who waits to hear whether its success was
@@ -83,6 +108,7 @@ impl Worker {
             owner: Uuid::new_v4(),
             wake,
             successes,
+            held: Mutex::default(),
         });
         let (stop, stopped) = watch::channel(false);
         let queues = shared
@@ -204,6 +230,7 @@ async fn drain(running: &mut JoinSet<()>, timeout: Duration) {
 
 /// Runs one claimed job and records the outcome.
 async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed) {
+    let _held = Held::new(&shared, &job);
     let state = &shared.state;
     let labels = KindLabels {
         queue,
@@ -403,7 +430,17 @@ async fn renew_leases(shared: Arc<Shared>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(err) = queue::renew(shared.state.db.pool(), shared.owner, lease).await {
+        let held: Vec<(Uuid, i32)> = shared
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        if let Err(err) = queue::renew(shared.state.db.pool(), shared.owner, &held, lease).await {
             tracing::warn!(error = %err, "cannot renew job leases");
         }
     }

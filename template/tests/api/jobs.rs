@@ -242,6 +242,35 @@ async fn a_job_whose_worker_died_runs_again_once_its_lease_ran_out() {
 }
 
 #[tokio::test]
+async fn a_success_that_could_not_be_recorded_runs_again_once_its_lease_ran_out() {
+    let app = spawn().await;
+    // The first delete from `jobs` fails, as when the database goes away at that moment.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE deletes; \
+         CREATE FUNCTION refuse_the_first_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF nextval('deletes') = 1 THEN RAISE EXCEPTION 'the database went away'; END IF; \
+             RETURN OLD; \
+         END $$; \
+         CREATE TRIGGER refuse_the_first_delete BEFORE DELETE ON jobs \
+             FOR EACH ROW EXECUTE FUNCTION refuse_the_first_delete()",
+    )
+    .execute(pool(&app))
+    .await
+    .expect("create the trigger");
+    let worker = worker(&app);
+
+    enqueue(&app, &record("unrecorded"), Options::default()).await;
+    // Held for as long as the worker lived, the job would never run again.
+    eventually("the job ran again and its success was recorded", || async {
+        job_count(&app, None).await == 0
+    })
+    .await;
+    worker.stop().await;
+
+    assert_eq!(runs(&app, "unrecorded").await, 2);
+}
+
+#[tokio::test]
 async fn a_long_job_keeps_its_lease_and_runs_once() {
     let app = spawn().await;
     // Two and a half leases long: without renewal, the second worker would claim it again.
