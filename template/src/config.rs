@@ -1,6 +1,7 @@
 //! Typed settings: defaults, then `config/<environment>.toml` when present, then environment
-//! variables (`APP_SECTION__KEY`, plus `DATABASE_URL`). Checked once at start so that a bad
-//! value stops the process with one line naming the setting.
+//! variables (`APP_SECTION__KEY`, plus `DATABASE_URL`{% if redis %} and `REDIS_URL`{% endif %}).
+//! Checked once at start so that a bad value stops the process with one line naming the
+//! setting.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -40,6 +41,10 @@ pub struct Config {
 {%- if jobs and example %}
     #[serde(default)]
     pub webhooks: crate::webhooks::WebhooksConfig,
+{%- endif %}
+{%- if redis %}
+    #[serde(default)]
+    pub redis: crate::redis::RedisConfig,
 {%- endif %}
 }
 
@@ -301,6 +306,9 @@ impl Config {
                     .split("__"),
             )
             .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+{%- if redis %}
+            .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()))
+{%- endif %}
             .extract()
             .map_err(|err| anyhow::anyhow!(describe(&err)))?;
         config.validate()?;
@@ -357,6 +365,9 @@ impl Config {
 {%- endif %}
 {%- if jobs and example %}
         self.webhooks.validate(self.environment)?;
+{%- endif %}
+{%- if redis %}
+        self.redis.validate()?;
 {%- endif %}
         self.rate_limit.trusted_proxies()?;
         if let Some(endpoint) = &self.telemetry.otlp_endpoint

@@ -11,7 +11,8 @@ pub mod http;
 {% endif %}pub mod limits;
 pub mod metrics;
 pub mod outbound;
-mod state;
+{% if redis %}pub mod redis;
+{% endif %}mod state;
 pub mod telemetry;
 {% if jobs and example %}pub mod webhooks;
 {% endif %}

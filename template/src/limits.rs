@@ -1,7 +1,9 @@
-//! Request rate limits, in memory per instance. A [`Limit`] is a token bucket (GCRA) per key:
-//! a full minute's quota may arrive as a burst, then requests flow at the quota's rate. The
-//! service limits every API request per client address ([`AddressLimit`]); with
-//! authentication, per account and per sign-in target too (see `auth`).
+//! Request rate limits{% if redis %}, shared by every replica through Redis, with each instance's
+//! memory as the fallback while Redis does not answer{% else %}, in memory per instance{% endif %}. A [`Limit`] is a token bucket
+//! (GCRA) per key: a full minute's quota may arrive as a burst, then requests flow at the
+//! quota's rate. The service limits every API request per client address ([`AddressLimit`]);
+//! with authentication, per account and per sign-in target too (see `auth`). [`Limits`]
+//! builds them all alike.
 
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
@@ -25,11 +27,52 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+/// What every limit of the service is built with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Off lets everything through (tests, benchmarks).
+    pub enabled: bool,
+    /// The IPv6 network length that counts as one client.
+    pub ipv6_prefix: u8,
+{%- if redis %}
+    pub redis: crate::redis::Redis,
+{%- endif %}
+}
+
+impl Limits {
+    /// `per_minute` requests a minute per key, named `scope` in logs and responses.
+    pub fn per_key<K: Clone + Hash + Eq>(&self, scope: &'static str, per_minute: u32) -> Limit<K> {
+{%- if redis %}
+        let mut limit = Limit::per_minute(scope, per_minute, self.enabled);
+        limit.shared = Some(crate::redis::limits::SharedLimit::new(
+            self.redis.clone(),
+            scope,
+            per_minute,
+        ));
+        limit
+{%- else %}
+        Limit::per_minute(scope, per_minute, self.enabled)
+{%- endif %}
+    }
+
+    /// The same per client address (see [`AddressLimit`]).
+    pub fn per_address(&self, scope: &'static str, per_minute: u32) -> AddressLimit {
+        AddressLimit {
+            limit: self.per_key(scope, per_minute),
+            ipv6_prefix: self.ipv6_prefix,
+        }
+    }
+}
+
 /// One quota, kept per key.
 #[derive(Debug)]
 pub struct Limit<K: Clone + Hash + Eq> {
     scope: &'static str,
     enabled: bool,
+{%- if redis %}
+    /// The quota in Redis; `limiter` only counts while Redis does not answer.
+    shared: Option<crate::redis::limits::SharedLimit>,
+{%- endif %}
     limiter: DefaultKeyedRateLimiter<K>,
     /// The key count past which a check first drops idle keys. After a sweep it is twice the
     /// keys still live, so when most keys are live the sweep is not repeated on every check:
@@ -45,16 +88,42 @@ impl<K: Clone + Hash + Eq> Limit<K> {
         Self {
             scope,
             enabled,
+{%- if redis %}
+            shared: None,
+{%- endif %}
             limiter: DefaultKeyedRateLimiter::keyed(quota),
             prune_above: AtomicUsize::new(PRUNE_ABOVE),
         }
     }
 
     /// Counts one request for `key`, or says how long it must wait.
-    pub fn check(&self, key: &K) -> Result<(), Limited> {
+{%- unless redis %}
+    #[allow(
+        clippy::unused_async,
+        reason = "the callers' one signature, whichever store keeps the limits"
+    )]
+{%- endunless %}
+    pub async fn check(&self, key: &K) -> Result<(), Limited> {
         if !self.enabled {
             return Ok(());
         }
+{%- if redis %}
+        if let Some(shared) = &self.shared
+            && let Ok(wait) = shared.check(key).await
+        {
+            return wait.map_or(Ok(()), |retry_after| {
+                Err(Limited {
+                    scope: self.scope,
+                    retry_after,
+                })
+            });
+        }
+{%- endif %}
+        self.check_here(key)
+    }
+
+    /// The check in this instance's memory.
+    fn check_here(&self, key: &K) -> Result<(), Limited> {
         let prune_above = self.prune_above.load(Ordering::Relaxed);
         // One sweeper at a time: the others go on while it works.
         if self.limiter.len() > prune_above
@@ -84,16 +153,8 @@ pub struct AddressLimit {
 }
 
 impl AddressLimit {
-    /// `ipv6_prefix` is the IPv6 network length that counts as one client, from 1 to 128.
-    pub fn per_minute(scope: &'static str, per_minute: u32, enabled: bool, ipv6_prefix: u8) -> Self {
-        Self {
-            limit: Limit::per_minute(scope, per_minute, enabled),
-            ipv6_prefix,
-        }
-    }
-
-    pub fn check(&self, ip: IpAddr) -> Result<(), Limited> {
-        self.limit.check(&network(ip, self.ipv6_prefix))
+    pub async fn check(&self, ip: IpAddr) -> Result<(), Limited> {
+        self.limit.check(&network(ip, self.ipv6_prefix)).await
     }
 }
 
@@ -114,38 +175,49 @@ pub fn network(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_key_over_its_quota_waits_while_others_go_on() {
+    #[tokio::test]
+    async fn a_key_over_its_quota_waits_while_others_go_on() {
         let limit = Limit::per_minute("per test", 2, true);
 
-        assert!(limit.check(&1).is_ok());
-        assert!(limit.check(&1).is_ok());
-        let limited = limit.check(&1).expect_err("over the quota");
+        assert!(limit.check(&1).await.is_ok());
+        assert!(limit.check(&1).await.is_ok());
+        let limited = limit.check(&1).await.expect_err("over the quota");
         assert_eq!(limited.scope, "per test");
         assert!(limited.retry_after > Duration::ZERO);
-        assert!(limit.check(&2).is_ok(), "another key has its own bucket");
-        assert!(Limit::per_minute("off", 1, false).check(&1).is_ok());
-        assert!(Limit::per_minute("off", 1, false).check(&1).is_ok());
+        assert!(limit.check(&2).await.is_ok(), "another key has its own bucket");
+        let off = Limit::per_minute("off", 1, false);
+        assert!(off.check(&1).await.is_ok());
+        assert!(off.check(&1).await.is_ok());
     }
 
-    #[test]
-    fn ipv6_addresses_count_by_network_and_ipv4_one_by_one() {
-        let ip = |text: &str| text.parse::<IpAddr>().expect("an address");
-        let limit = AddressLimit::per_minute("per test", 1, true, 64);
+    fn per_address(per_minute: u32, ipv6_prefix: u8) -> AddressLimit {
+        AddressLimit {
+            limit: Limit::per_minute("per test", per_minute, true),
+            ipv6_prefix,
+        }
+    }
 
-        assert!(limit.check(ip("2001:db8:1:2::1")).is_ok());
-        assert!(limit.check(ip("2001:db8:1:2:ffff::9")).is_err(), "same /64");
-        assert!(limit.check(ip("2001:db8:1:3::1")).is_ok(), "next /64");
-        assert!(limit.check(ip("192.0.2.1")).is_ok());
+    #[tokio::test]
+    async fn ipv6_addresses_count_by_network_and_ipv4_one_by_one() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("an address");
+        let limit = per_address(1, 64);
+
+        assert!(limit.check(ip("2001:db8:1:2::1")).await.is_ok());
+        assert!(limit.check(ip("2001:db8:1:2:ffff::9")).await.is_err(), "same /64");
+        assert!(limit.check(ip("2001:db8:1:3::1")).await.is_ok(), "next /64");
+        assert!(limit.check(ip("192.0.2.1")).await.is_ok());
         assert!(
-            limit.check(ip("::ffff:192.0.2.1")).is_err(),
+            limit.check(ip("::ffff:192.0.2.1")).await.is_err(),
             "the same IPv4 address, mapped"
         );
-        assert!(limit.check(ip("192.0.2.2")).is_ok());
+        assert!(limit.check(ip("192.0.2.2")).await.is_ok());
 
-        let whole = AddressLimit::per_minute("per test", 1, true, 128);
-        assert!(whole.check(ip("2001:db8::1")).is_ok());
-        assert!(whole.check(ip("2001:db8::2")).is_ok(), "a /128 prefix counts addresses");
+        let whole = per_address(1, 128);
+        assert!(whole.check(ip("2001:db8::1")).await.is_ok());
+        assert!(
+            whole.check(ip("2001:db8::2")).await.is_ok(),
+            "a /128 prefix counts addresses"
+        );
         assert_eq!(network(ip("2001:db8:ab:cd:1:2:3:4"), 48), ip("2001:db8:ab::"));
     }
 
@@ -154,12 +226,12 @@ mod tests {
         // A quota of one a millisecond: a key is idle again a millisecond after its request.
         let limit = Limit::per_minute("per test", 60_000, true);
         for key in 0..=PRUNE_ABOVE {
-            limit.check(&key).expect("within the quota");
+            limit.check_here(&key).expect("within the quota");
         }
         assert_eq!(limit.limiter.len(), PRUNE_ABOVE + 1);
         std::thread::sleep(Duration::from_millis(5));
 
-        limit.check(&usize::MAX).expect("within the quota");
+        limit.check_here(&usize::MAX).expect("within the quota");
 
         assert!(limit.limiter.len() <= 2, "{} keys kept", limit.limiter.len());
     }
@@ -169,9 +241,9 @@ mod tests {
         // A quota of one a minute: every key stays live through the test.
         let limit = Limit::per_minute("per test", 1, true);
         for key in 0..=PRUNE_ABOVE {
-            limit.check(&key).expect("within the quota");
+            limit.check_here(&key).expect("within the quota");
         }
-        limit.check(&usize::MAX).expect("within the quota");
+        limit.check_here(&usize::MAX).expect("within the quota");
 
         assert_eq!(limit.limiter.len(), PRUNE_ABOVE + 2, "nothing idle to drop");
         // That sweep found PRUNE_ABOVE + 1 live keys: the next waits for twice as many.

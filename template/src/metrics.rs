@@ -48,6 +48,9 @@ pub struct Metrics {
 {%- if jobs and example %}
     pub webhooks: crate::webhooks::WebhookMetrics,
 {%- endif %}
+{%- if redis %}
+    pub redis: crate::redis::RedisMetrics,
+{%- endif %}
 }
 
 /// Latency buckets in seconds, from 5 ms to 10 s.
@@ -98,6 +101,9 @@ impl Default for Metrics {
 {%- endif %}
 {%- if jobs and example %}
             webhooks: crate::webhooks::WebhookMetrics::register(&mut registry),
+{%- endif %}
+{%- if redis %}
+            redis: crate::redis::RedisMetrics::register(&mut registry),
 {%- endif %}
             registry,
             requests,

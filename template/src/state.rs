@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::config::Config;
 use crate::db::Database;
-use crate::limits::AddressLimit;
+use crate::limits::{AddressLimit, Limits};
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
@@ -30,6 +30,13 @@ pub struct Shared {
     /// Sends webhook deliveries; one client, so connections and circuits are shared.
     pub webhooks: crate::webhooks::Outbound,
 {%- endif %}
+{%- if redis %}
+    pub redis: crate::redis::Redis,
+{%- endif %}
+{%- if redis and example %}
+    /// Projects by id, for every replica; each write to a project invalidates its entry.
+    pub project_cache: crate::redis::cache::Cache<crate::http::projects::Project>,
+{%- endif %}
     /// API requests per client address.
     pub address_limit: AddressLimit,
     /// Proxies whose `X-Forwarded-For` names the client.
@@ -40,22 +47,32 @@ impl AppState {
     /// Fails when a setting the configuration could not check on its own is unusable, such as
     /// a key or a proxy range.
     pub fn new(config: Config, db: Database) -> anyhow::Result<Self> {
-        let limits = &config.rate_limit;
         let metrics = Metrics::default();
+{%- if redis %}
+        let redis = crate::redis::Redis::new(&config.redis, metrics.redis.clone())?;
+{%- endif %}
+        let limits = Limits {
+            enabled: config.rate_limit.enabled,
+            ipv6_prefix: config.rate_limit.ipv6_prefix,
+{%- if redis %}
+            redis: redis.clone(),
+{%- endif %}
+        };
         Ok(Self(Arc::new(Shared {
 {%- if jobs and example %}
             webhooks: crate::webhooks::Outbound::new(&config.webhooks, &metrics.webhooks)?,
 {%- endif %}
 {%- if auth != "none" %}
-            auth: crate::auth::Auth::new(&config.auth, limits, config.environment, &db)?,
+            auth: crate::auth::Auth::new(&config.auth, &limits, config.environment, &db)?,
 {%- endif %}
-            address_limit: AddressLimit::per_minute(
-                "per client address",
-                limits.per_ip_per_minute,
-                limits.enabled,
-                limits.ipv6_prefix,
-            ),
-            trusted_proxies: limits.trusted_proxies()?.into(),
+            address_limit: limits.per_address("per client address", config.rate_limit.per_ip_per_minute),
+            trusted_proxies: config.rate_limit.trusted_proxies()?.into(),
+{%- if redis and example %}
+            project_cache: crate::redis::cache::Cache::new(&redis, &config.redis, "projects"),
+{%- endif %}
+{%- if redis %}
+            redis,
+{%- endif %}
             config: Arc::new(config),
             db,
             metrics,

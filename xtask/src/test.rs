@@ -142,7 +142,7 @@ fn run_case(
         println!("database workflow skipped: TEMPLATE_TEST_DATABASE_URL is set");
         return Ok(());
     }
-    let database = DevDatabase::up(sh)?;
+    let database = DevDatabase::up(sh, case.on("redis"))?;
     // Creates the database the tests connect to, then applies the migrations.
     xtask(sh).args(["db", "migrate"]).run()?;
     xtask(sh).args(["ci"]).run()?;
@@ -174,7 +174,7 @@ fn run_case(
     if containers {
         section("container image");
         let port = case.define("http_port").unwrap_or("8080").parse()?;
-        let report = containers::check_image(sh, &case.name, port)?;
+        let report = containers::check_image(sh, &case.name, port, case.on("redis"))?;
         println!(
             "image: {} MB (budget {} MB), ready {} ms after start, runs as 65532 without a shell, production settings only",
             report.size_mb,
@@ -228,6 +228,14 @@ fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
     // The resource's scenarios sign in at the service itself.
     if case.on("example") && case.is("auth", "issuer") {
         expected.extend(["create", "list", "get"]);
+    }
+    // With Redis, the main read again without the cache and with the limits in Redis.
+    if case.on("redis") && case.is("auth", "issuer") {
+        if case.on("example") {
+            expected.extend(["get (uncached)", "get (rate limits in Redis)"]);
+        } else {
+            expected.push("me (authenticated) (rate limits in Redis)");
+        }
     }
     let endpoints = report["endpoints"].as_object().context("report has no endpoints")?;
     ensure!(

@@ -13,10 +13,10 @@ use uuid::Uuid;
 
 use super::sessions::{Sessions, Watch};
 use super::{AccessClaims, Passwords, Tokens};
-use crate::config::{Environment, RateLimitConfig};
+use crate::config::Environment;
 use crate::db::{Database, DbError};
 use crate::domain::user::SessionLifetimes;
-use crate::limits::{AddressLimit, Limit, Limited};
+use crate::limits::{AddressLimit, Limit, Limited, Limits};
 
 /// Access tokens: who issues them, for which API, for how long, and the keys; sessions,
 /// password hashing, and the limits per account.
@@ -148,31 +148,17 @@ pub struct Auth {
 impl Auth {
     /// Fails when the signing keys or the password hashing settings are unusable. Starts
     /// listening for account changes on `db`, so it must be called inside a Tokio runtime.
-    pub fn new(
-        config: &AuthConfig,
-        limits: &RateLimitConfig,
-        environment: Environment,
-        db: &Database,
-    ) -> anyhow::Result<Self> {
+    pub fn new(config: &AuthConfig, limits: &Limits, environment: Environment, db: &Database) -> anyhow::Result<Self> {
         let sessions = Arc::new(Sessions::default());
         Ok(Self {
             _watch: sessions.watch(db),
             sessions,
             tokens: Tokens::new(config, environment)?,
             passwords: Passwords::new(config)?,
-            per_account: Limit::per_minute("per account", config.per_account_per_minute, limits.enabled),
+            per_account: limits.per_key("per account", config.per_account_per_minute),
             sign_in: SignInLimits {
-                per_address: AddressLimit::per_minute(
-                    "sign-ins per client address",
-                    config.sign_in_per_ip_per_minute,
-                    limits.enabled,
-                    limits.ipv6_prefix,
-                ),
-                per_account: Limit::per_minute(
-                    "sign-ins per account",
-                    config.sign_in_per_account_per_minute,
-                    limits.enabled,
-                ),
+                per_address: limits.per_address("sign-ins per client address", config.sign_in_per_ip_per_minute),
+                per_account: limits.per_key("sign-ins per account", config.sign_in_per_account_per_minute),
             },
         })
     }
@@ -215,17 +201,17 @@ pub struct SignInLimits {
 impl SignInLimits {
     /// An attempt for `email` from `ip`: both limits must allow it, so that neither one
     /// address guessing many accounts nor many addresses guessing one succeed.
-    pub fn check(&self, ip: IpAddr, email: &str) -> Result<(), Limited> {
-        self.per_address.check(ip)?;
-        self.per_account.check(&email.trim().to_lowercase())
+    pub async fn check(&self, ip: IpAddr, email: &str) -> Result<(), Limited> {
+        self.per_address.check(ip).await?;
+        self.per_account.check(&email.trim().to_lowercase()).await
     }
 
     /// An attempt to prove the password of the signed-in account `id` (changing it): the same
     /// limits, so that a stolen access token buys no more guesses than a sign-in form.
-    pub fn check_signed_in(&self, ip: IpAddr, id: Uuid) -> Result<(), Limited> {
-        self.per_address.check(ip)?;
+    pub async fn check_signed_in(&self, ip: IpAddr, id: Uuid) -> Result<(), Limited> {
+        self.per_address.check(ip).await?;
         // A UUID never equals a normalised email address, so the two keep apart buckets.
-        self.per_account.check(&id.to_string())
+        self.per_account.check(&id.to_string()).await
     }
 }
 

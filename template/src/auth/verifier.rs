@@ -9,9 +9,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{AccessClaims, Tokens};
-use crate::config::{Environment, RateLimitConfig};
+use crate::config::Environment;
 use crate::db::{Database, DbError};
-use crate::limits::Limit;
+use crate::limits::{Limit, Limits};
 
 /// Access tokens issued by another service: whose, for which API, and where its keys are.
 #[derive(Debug, Clone, Deserialize)]
@@ -93,15 +93,10 @@ pub struct Auth {
 
 impl Auth {
     /// Fails when the token settings are unusable.
-    pub fn new(
-        config: &AuthConfig,
-        limits: &RateLimitConfig,
-        environment: Environment,
-        _db: &Database,
-    ) -> anyhow::Result<Self> {
+    pub fn new(config: &AuthConfig, limits: &Limits, environment: Environment, _db: &Database) -> anyhow::Result<Self> {
         Ok(Self {
             tokens: Tokens::new(config, environment)?,
-            per_account: Limit::per_minute("per account", config.per_account_per_minute, limits.enabled),
+            per_account: limits.per_key("per account", config.per_account_per_minute),
         })
     }
 

@@ -24,4 +24,9 @@ impl Scope {
             Self::Any => None,
         }
     }
+
+    /// Whether a record of `owner` is in scope, for records read without a query (cached).
+    pub fn includes(self, owner: Uuid) -> bool {
+        self.owner().is_none_or(|only| only == owner)
+    }
 }

@@ -219,6 +219,7 @@ async fn register(
         .auth
         .sign_in
         .check(ip, &body.email)
+        .await
         .map_err(|limited| refuse(&state.metrics, limited))?;
     let NewPassword::Hashed(hash) = state.auth.passwords.hash_new(body.password.secret()).await?? else {
         return Err(guessable("password"));
@@ -257,6 +258,7 @@ async fn login(
         .auth
         .sign_in
         .check(ip, &body.email)
+        .await
         .map_err(|limited| refuse(&state.metrics, limited))?;
     let mut conn = state.db.acquire().await?;
     let account = db::users::credentials_by_email(&mut conn, body.email.trim()).await?;
@@ -425,6 +427,7 @@ async fn change_password(
         .auth
         .sign_in
         .check_signed_in(ip, user.id)
+        .await
         .map_err(|limited| refuse(&state.metrics, limited))?;
     let mut conn = state.db.acquire().await?;
     let account = db::users::credentials_by_id(&mut conn, user.id).await?;

@@ -36,7 +36,7 @@ pub async fn per_account(State(state): State<AppState>, mut request: Request, ne
     };
     if let Some(claims) = claims {
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
-        if let Err(limited) = state.auth.per_account.check(&claims.sub) {
+        if let Err(limited) = state.auth.per_account.check(&claims.sub).await {
             return throttle::refuse(&state.metrics, limited).into_response();
         }
         request.extensions_mut().insert(CountedElsewhere);

@@ -1,5 +1,7 @@
 //! Liveness and readiness probes. Liveness touches nothing, so a slow database never gets the
-//! process restarted; readiness checks PostgreSQL and fails while the service drains.
+//! process restarted; readiness checks PostgreSQL and fails while the service drains.{% if redis %}
+//! Redis is listed too, but the service works without it (each use falls back), so Redis down
+//! makes the service degraded, still ready.{% endif %}
 
 use std::time::Duration;
 
@@ -24,6 +26,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Up,
+{%- if redis %}
+    /// Serving, without a dependency it can do without.
+    Degraded,
+{%- endif %}
     Down,
 }
 
@@ -46,6 +52,9 @@ pub struct Readiness {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Checks {
     pub postgres: Status,
+{%- if redis %}
+    pub redis: Status,
+{%- endif %}
 }
 
 /// Liveness probe
@@ -58,7 +67,7 @@ async fn live() -> Json<Liveness> {
 /// Readiness probe
 #[utoipa::path(get, path = "/health/ready", tag = "health", operation_id = "ready",
     responses(
-        (status = 200, description = "Ready for traffic", body = Readiness),
+        (status = 200, description = "Ready for traffic{% if redis %} (`degraded` when Redis is down){% endif %}", body = Readiness),
         (status = 503, description = "A dependency is down or the service is draining", body = Readiness),
     ))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
@@ -70,22 +79,33 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
             Status::Down
         }
     };
+{%- if redis %}
+    let redis = if state.redis.ping().await {
+        Status::Up
+    } else {
+        Status::Down
+    };
+{%- endif %}
     let status = if draining || postgres == Status::Down {
         Status::Down
+{%- if redis %}
+    } else if redis == Status::Down {
+        Status::Degraded
+{%- endif %}
     } else {
         Status::Up
     };
-    let code = if status == Status::Up {
-        StatusCode::OK
-    } else {
+    let code = if status == Status::Down {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
     (
         code,
         Json(Readiness {
             status,
             draining,
-            checks: Checks { postgres },
+            checks: Checks { postgres{% if redis %}, redis{% endif %} },
         }),
     )
 }

@@ -21,6 +21,9 @@ use crate::AppState;
 use crate::db;
 use crate::domain::page::{Direction, PageSize};
 use crate::domain::project::{self as domain, ProjectSort};
+{%- if redis %}
+use crate::domain::scope::Scope;
+{%- endif %}
 {%- if jobs %}
 use crate::webhooks::{self, EventType};
 {%- endif %}
@@ -265,11 +268,27 @@ async fn get_project(
     user: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
+{%- if redis %}
+    // Cached whoever asked, so the scope is checked here, on the cached owner, just as the
+    // query would: another account's project is not found either way.
+    let project = state
+        .project_cache
+        .get_or_load(id, async || {
+            let mut conn = state.db.acquire().await?;
+            let project = db::projects::find(&mut conn, Scope::Any, id).await?;
+            Ok::<_, ApiError>(project.map(Project::from))
+        })
+        .await?
+        .filter(|project| user.scope().includes(project.owner_id))
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    Ok((etag(project.version), Json(project)))
+{%- else %}
     let mut conn = state.db.acquire().await?;
     let project = db::projects::find(&mut conn, user.scope(), id)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
     Ok((etag(project.version), Json(Project::from(project))))
+{%- endif %}
 }
 
 /// Update a project
@@ -315,6 +334,9 @@ async fn update_project(
     webhooks::announce(&mut conn, project.id, EventType::ProjectUpdated, &project).await?;
     db::commit(conn).await?;
 {%- endif %}
+{%- if redis %}
+    state.project_cache.invalidate(id).await;
+{%- endif %}
     Ok((etag(project.version), Json(project)))
 }
 
@@ -351,6 +373,9 @@ async fn delete_project(
     if_match.outcome(outcome, NOT_FOUND)?;
 {%- if jobs %}
     db::commit(conn).await?;
+{%- endif %}
+{%- if redis %}
+    state.project_cache.invalidate(id).await;
 {%- endif %}
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,7 +19,7 @@ pub struct CountedElsewhere;
 /// Applies the per-address limit to every API request not counted elsewhere.
 pub async fn per_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.extensions().get::<CountedElsewhere>().is_none()
-        && let Err(limited) = state.address_limit.check(client_ip::of(&request))
+        && let Err(limited) = state.address_limit.check(client_ip::of(&request)).await
     {
         return refuse(&state.metrics, limited).into_response();
     }

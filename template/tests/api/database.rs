@@ -187,13 +187,17 @@ async fn server() -> Server {
     }
 }
 
-async fn start_container() -> (ContainerAsync<Postgres>, u16) {
-    // Mapping a chosen port works with Docker and Podman alike; asking the engine for the
-    // published port does not on every Podman version.
-    let port = TcpListener::bind("127.0.0.1:0")
+/// A port for a container to publish on. Mapping a chosen port works with Docker and Podman
+/// alike; asking the engine for the published port does not on every Podman version.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
-        .expect("no free port");
+        .expect("no free port")
+}
+
+async fn start_container() -> (ContainerAsync<Postgres>, u16) {
+    let port = free_port();
     let container = Postgres::default()
         .with_tag(POSTGRES_IMAGE_TAG)
         .with_mapped_port(port, 5432.tcp())

@@ -29,7 +29,11 @@ pub struct TestApp {
     pub database: Arc<TestDatabase>,
 {%- if auth == "verifier" %}
     /// Signs the tokens and serves the keys this service trusts.
-    pub issuer: crate::issuer::TestIssuer,
+    pub issuer: Arc<crate::issuer::TestIssuer>,
+{%- endif %}
+{%- if redis %}
+    /// The Redis server and the key prefix of this app and its replicas.
+    pub redis: Arc<crate::redis::TestRedis>,
 {%- endif %}
     /// Sent with every request, such as the access token that `act_as` sets.
     pub headers: HeaderMap,
@@ -72,6 +76,10 @@ pub fn test_config(database_url: &str) -> Config {
         // The production guard: a test that delivers to itself allows private addresses.
         webhooks: service::webhooks::WebhooksConfig::default(),
 {%- endif %}
+{%- if redis %}
+        // Replaced by `TestApp::spawn_with` with a test's own server and key prefix.
+        redis: service::redis::RedisConfig::default(),
+{%- endif %}
     }
 }
 
@@ -86,27 +94,58 @@ impl TestApp {
         let database = Arc::new(TestDatabase::migrated().await);
         let mut config = test_config(&database.url);
 {%- if auth == "verifier" %}
-        let issuer = crate::issuer::TestIssuer::start().await;
+        let issuer = Arc::new(crate::issuer::TestIssuer::start().await);
         config.auth = issuer.config();
 {%- endif %}
+{%- if redis %}
+        let redis = Arc::new(crate::redis::TestRedis::new().await);
+        config.redis = redis.config();
+{%- endif %}
         configure(&mut config);
-        Self::start(config, database, extra_routes{% if auth == "verifier" %}, issuer{% endif %}).await
+        Self::start(config, database, extra_routes{% if auth == "verifier" %}, issuer{% endif %}{% if redis %}, redis{% endif %}).await
     }
 {%- if auth == "issuer" %}
 
     /// Another instance of the service on this one's database and settings, as another
     /// replica in the same deployment would be.
     pub async fn replica(&self) -> Self {
-        Self::start((*self.state.config).clone(), Arc::clone(&self.database), Router::new()).await
+        self.replica_with(Router::new()).await
+    }
+{%- endif %}
+{%- if auth == "issuer" or redis %}
+
+    /// A replica with extra API routes, as [`TestApp::spawn_with`] takes them.
+    pub async fn replica_with(&self, extra_routes: Router<AppState>) -> Self {
+{%- if auth == "verifier" or redis %}
+        Self::start(
+            (*self.state.config).clone(),
+            Arc::clone(&self.database),
+            extra_routes,
+{%- if auth == "verifier" %}
+            Arc::clone(&self.issuer),
+{%- endif %}
+{%- if redis %}
+            Arc::clone(&self.redis),
+{%- endif %}
+        )
+        .await
+{%- else %}
+        Self::start((*self.state.config).clone(), Arc::clone(&self.database), extra_routes).await
+{%- endif %}
     }
 {%- endif %}
 
-{%- if auth == "verifier" %}
+{%- if auth == "verifier" or redis %}
     async fn start(
         config: Config,
         database: Arc<TestDatabase>,
         extra_routes: Router<AppState>,
-        issuer: crate::issuer::TestIssuer,
+{%- if auth == "verifier" %}
+        issuer: Arc<crate::issuer::TestIssuer>,
+{%- endif %}
+{%- if redis %}
+        redis: Arc<crate::redis::TestRedis>,
+{%- endif %}
     ) -> Self {
 {%- else %}
     async fn start(config: Config, database: Arc<TestDatabase>, extra_routes: Router<AppState>) -> Self {
@@ -138,6 +177,9 @@ impl TestApp {
             database,
 {%- if auth == "verifier" %}
             issuer,
+{%- endif %}
+{%- if redis %}
+            redis,
 {%- endif %}
             headers: HeaderMap::new(),
             shutdown: Some(shutdown),

@@ -47,3 +47,7 @@ mod jobs_admin;
 {%- if jobs and example %}
 mod webhooks;
 {%- endif %}
+{%- if redis %}
+
+mod redis;
+{%- endif %}

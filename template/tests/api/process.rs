@@ -25,6 +25,10 @@ pub fn binary(args: &[&str]) -> Command {
             command.env(kept, value);
         }
     }
+{%- if redis %}
+    // Nothing listens there: the service starts and serves without Redis, as it must.
+    command.env("REDIS_URL", "redis://127.0.0.1:9");
+{%- endif %}
     command
 }
 

@@ -4,7 +4,9 @@
 //! as ratios to that hello-world, against the committed `bench/baseline.json`, and each
 //! scenario also reports the server's CPU time per request, the steadier figure. With two or
 //! more cores the service, hello-world and a local PostgreSQL run on one half of them and wrk
-//! on the other. A service with background jobs also gets its queue measured (`queue`).
+//! on the other. A service with background jobs also gets its queue measured (`queue`).{% if redis and auth == "issuer" %}
+//! With Redis, the main read runs again in services of their own{% if example %} without the cache and{% endif %} with
+//! the rate limits on, to show what each costs.{% endif %}
 
 mod host;
 mod load;
@@ -53,22 +55,8 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     };
     let queue = queue(&binaries, &url, server_cpus)?;
 
-    let name = project::package_field("name")?;
     let service_port = free_port()?;
-    let service_process = Process::start(
-        host::pinned(&binaries.join(&name), server_cpus)
-            .arg("serve")
-            .env("DATABASE_URL", &url)
-            .env("APP_SERVER__HOST", "127.0.0.1")
-            .env("APP_SERVER__PORT", service_port.to_string())
-            .env("APP_LOG__FILTER", "warn")
-            // One client address sending thousands of requests a second, over 64 connections
-            // when two scenarios run at once, is the point here.
-            .env("APP_RATE_LIMIT__ENABLED", "false")
-            .env("APP_SERVER__MAX_CONNECTIONS_PER_CLIENT", "1024")
-            // The allocator setting of the image (docker/Dockerfile).
-            .env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=262144"),
-    )?;
+    let service_process = Process::start(&mut serve(&binaries, &url, service_port, server_cpus)?)?;
     let hello_port = free_port()?;
     let hello_process = Process::start(
         host::pinned(&binaries.join("examples").join("hello"), server_cpus).env("HELLO_PORT", hello_port.to_string()),
@@ -105,9 +93,22 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     let hello = load.measure(hello_target, &hello_world)?;
     let (measurements, main_read) = endpoints(service, &load)?;
     memory.after_load = host::rss_kib(service.pid);
+{%- if redis and auth == "issuer" %}
+    let mut measurements = measurements;
+    redis_variants(
+        &mut measurements,
+        &binaries,
+        &url,
+        server_cpus,
+        database,
+        &load,
+        &main_read,
+    )?;
+{%- endif %}
     if flags.profile {
         let recording = profile::Recording::start(service.pid, &out)?;
         load.measure(service, &main_read)?;
+        let name = project::package_field("name")?;
         recording.finish(&sh, &format!("{name}: {}", main_read.name))?;
     }
     if flags.soak > 0 {
@@ -128,6 +129,86 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         write_report(&hello, &measurements)
     })
 }
+
+/// The service as it is benchmarked: the release build (or `binaries`') on the benchmark
+/// database, on `port`, logging warnings only, with the rate limits off.
+fn serve(binaries: &std::path::Path, url: &str, port: u16, cpus: Option<&str>) -> anyhow::Result<Command> {
+    let name = project::package_field("name")?;
+    let mut command = host::pinned(&binaries.join(&name), cpus);
+    command
+        .arg("serve")
+        .env("DATABASE_URL", url)
+{%- if redis %}
+        .env("REDIS_URL", redis_url()?)
+{%- endif %}
+        .env("APP_SERVER__HOST", "127.0.0.1")
+        .env("APP_SERVER__PORT", port.to_string())
+        .env("APP_LOG__FILTER", "warn")
+        // One client address sending thousands of requests a second, over 64 connections
+        // when two scenarios run at once, is the point here.
+        .env("APP_RATE_LIMIT__ENABLED", "false")
+        .env("APP_SERVER__MAX_CONNECTIONS_PER_CLIENT", "1024")
+        // The allocator setting of the image (docker/Dockerfile).
+        .env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=262144");
+    Ok(command)
+}
+{%- if redis %}
+
+/// Redis from the environment, else from `.env`, where `cargo xtask db up` writes it.
+fn redis_url() -> anyhow::Result<String> {
+    std::env::var("REDIS_URL")
+        .ok()
+        .or_else(|| project::dotenv_get("REDIS_URL"))
+        .context("REDIS_URL is not set: `cargo xtask db up` starts a development Redis and writes it to .env")
+}
+{%- endif %}
+{%- if redis and auth == "issuer" %}
+
+/// The main read again, each time in a service of its own on the same database and Redis:
+{%- if example %}
+/// without the cache, then
+{%- endif %}
+/// with the rate limits on, so that what each costs shows next to the read.
+fn redis_variants(
+    measurements: &mut Vec<Measurement>,
+    binaries: &std::path::Path,
+    url: &str,
+    cpus: Option<&str>,
+    database: Option<u32>,
+    load: &Load,
+    main_read: &Scenario,
+) -> anyhow::Result<()> {
+    let measure = |name: &'static str, settings: &[(&str, &str)]| -> anyhow::Result<Measurement> {
+        let port = free_port()?;
+        let mut command = serve(binaries, url, port, cpus)?;
+        command.envs(settings.iter().copied());
+        let process = Process::start(&mut command)?;
+        wait_for(port, "/health/ready")?;
+        let target = Target {
+            port,
+            pid: process.id(),
+            database,
+        };
+        let scenario = Scenario {
+            token: main_read.token.clone(),
+            ..Scenario::get(name, &main_read.path)
+        };
+        load.measure(target, &scenario)
+    };
+{%- if example %}
+    measurements.push(measure("get (uncached)", &[("APP_REDIS__CACHE", "false")])?);
+{%- endif %}
+    // Quotas no run reaches: what shows is the cost of checking them.
+    let limits_on = [
+        ("APP_RATE_LIMIT__ENABLED", "true"),
+        ("APP_RATE_LIMIT__PER_IP_PER_MINUTE", "1000000000"),
+        ("APP_AUTH__PER_ACCOUNT_PER_MINUTE", "1000000000"),
+    ];
+    let name = "{% if example %}get{% else %}me (authenticated){% endif %} (rate limits in Redis)";
+    measurements.push(measure(name, &limits_on)?);
+    Ok(())
+}
+{%- endif %}
 
 /// Checks for wrk (and the profiler's tools with `--profile`) before anything long, then runs
 /// the criterion benches.
@@ -213,6 +294,9 @@ fn queue(binaries: &std::path::Path, url: &str, cpus: Option<&str>) -> anyhow::R
     println!("load: job queue");
     let output = host::pinned(&binaries.join("examples").join("queue"), cpus)
         .env("DATABASE_URL", url)
+{%- if redis %}
+        .env("REDIS_URL", redis_url()?)
+{%- endif %}
         .current_dir(project::root())
         .stderr(Stdio::inherit())
         .output()
@@ -407,13 +491,7 @@ fn bench_database(sh: &Shell, binaries: &std::path::Path) -> anyhow::Result<(Str
         .or_else(|| project::dotenv_get("DATABASE_URL"));
     let url = match configured {
         Some(url) => url,
-        None => db::up_database(
-            sh,
-            &DbUp {
-                port: 55432,
-                backend: None,
-            },
-        )?,
+        None => db::up_database(sh, &DbUp::default())?,
     };
     let server = db::is_development_url(&url).then(|| db::server_pid(sh)).flatten();
     let url = match url.split_once('?') {
