@@ -43,8 +43,10 @@ pub fn test_through_testcontainers(sh: &Shell, project: &Path) -> anyhow::Result
         "a .env would give the tests a DATABASE_URL"
     );
     images::ensure(sh, false)?;
+    // Redis too, in a service that has it, comes from testcontainers without REDIS_URL.
     let stdout = cmd!(sh, "cargo test --locked --test api health::")
         .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .read()?;
     println!("{stdout}");
     let passed = stdout
@@ -56,16 +58,18 @@ pub fn test_through_testcontainers(sh: &Shell, project: &Path) -> anyhow::Result
         passed.is_some_and(|count| count >= 2),
         "the health tests did not pass through testcontainers (or fewer than two ran)"
     );
-    let filter = format!("ancestor={}", images::POSTGRES);
-    let left = cmd!(sh, "podman ps --all --quiet --filter {filter}").read()?;
-    ensure!(left.trim().is_empty(), "testcontainers left containers behind: {left}");
+    for image in [images::POSTGRES, images::REDIS] {
+        let filter = format!("ancestor={image}");
+        let left = cmd!(sh, "podman ps --all --quiet --filter {filter}").read()?;
+        ensure!(left.trim().is_empty(), "testcontainers left containers behind: {left}");
+    }
     Ok(())
 }
 
-/// Builds the image, then runs PostgreSQL, the migrations and the service as containers on a
-/// network of their own, and checks health, a request, the user, the settings files and the
-/// missing shell.
-pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Report> {
+/// Builds the image, then runs PostgreSQL (and Redis, with `redis`), the migrations and the
+/// service as containers on a network of their own, and checks health, a request, the user, the
+/// settings files and the missing shell.
+pub fn check_image(sh: &Shell, name: &str, http_port: u16, redis: bool) -> anyhow::Result<Report> {
     images::ensure(sh, false)?;
     let tag = format!("localhost/{name}:test");
     cmd!(sh, "cargo xtask docker build --engine podman --tag {tag}").run()?;
@@ -87,7 +91,7 @@ pub fn check_image(sh: &Shell, name: &str, http_port: u16) -> anyhow::Result<Rep
     );
     check_settings_files(sh, &tag, name)?;
 
-    let stack = Stack::new(sh, name);
+    let stack = Stack::new(sh, name, redis);
     let result = stack
         .run(&tag, http_port)
         .map(|ready_after| Report { size_mb, ready_after });
@@ -132,6 +136,8 @@ pub fn check_compose_stack(sh: &Shell, name: &str, accounts: bool) -> anyhow::Re
     let app_port = probe::free_port()?;
     let _app_port = sh.push_env("APP_PORT", app_port.to_string());
     let _postgres_port = sh.push_env("POSTGRES_PORT", probe::free_port()?.to_string());
+    // A stack without Redis ignores it.
+    let _redis_port = sh.push_env("REDIS_PORT", probe::free_port()?.to_string());
     // A database volume left by an earlier run holds another revision's migrations.
     cmd!(sh, "cargo xtask docker down --engine podman --volumes").run()?;
     let started = std::time::Instant::now();
@@ -167,17 +173,20 @@ struct Stack<'a> {
     name: String,
     network: String,
     postgres: String,
+    /// The Redis container, for a service that has Redis.
+    redis: Option<String>,
     app: String,
     database: String,
 }
 
 impl<'a> Stack<'a> {
-    fn new(sh: &'a Shell, name: &str) -> Self {
+    fn new(sh: &'a Shell, name: &str, redis: bool) -> Self {
         Self {
             sh,
             name: name.to_owned(),
             network: format!("{name}-check"),
             postgres: format!("{name}-check-postgres"),
+            redis: redis.then(|| format!("{name}-check-redis")),
             app: format!("{name}-check-app"),
             database: name.replace('-', "_"),
         }
@@ -189,6 +198,7 @@ impl<'a> Stack<'a> {
             name,
             network,
             postgres,
+            redis,
             app,
             database,
         } = self;
@@ -206,7 +216,24 @@ impl<'a> Stack<'a> {
         .quiet()
         .ignore_stdout()
         .run()?;
-        self.wait_for_postgres()?;
+        self.wait_for(postgres, &["pg_isready", "--username", "postgres"], "PostgreSQL")?;
+        // As compose runs it: nothing on disk, its own user from the start, no capabilities.
+        let redis_url = match redis {
+            Some(redis) => {
+                let redis_image = images::REDIS;
+                cmd!(
+                    sh,
+                    "podman run --detach --name {redis} --network {network} --user redis --read-only
+                        --tmpfs /data --cap-drop ALL {redis_image} redis-server --save '' --appendonly no"
+                )
+                .quiet()
+                .ignore_stdout()
+                .run()?;
+                self.wait_for(redis, &["redis-cli", "ping"], "Redis")?;
+                vec!["--env".to_owned(), format!("REDIS_URL=redis://{redis}:6379")]
+            }
+            None => Vec::new(),
+        };
 
         let url = format!("DATABASE_URL=postgres://postgres:postgres@{postgres}:5432/{database}");
         cmd!(sh, "podman run --rm --network {network} --env {url} {tag} migrate run").run()?;
@@ -224,7 +251,7 @@ impl<'a> Stack<'a> {
         cmd!(
             sh,
             "podman run --detach --name {app} --network {network} --env {url} --publish {publish}
-                --env APP_AUTH__SIGNING_KEY
+                --env APP_AUTH__SIGNING_KEY {redis_url...}
                 --read-only --cap-drop ALL --security-opt no-new-privileges --no-healthcheck {tag}"
         )
         .env("APP_AUTH__SIGNING_KEY", signing_key)
@@ -265,12 +292,13 @@ impl<'a> Stack<'a> {
         Ok(ready_after)
     }
 
-    fn wait_for_postgres(&self) -> anyhow::Result<()> {
-        let postgres = &self.postgres;
+    /// Waits until `check` succeeds in `container`, the server `what` runs.
+    fn wait_for(&self, container: &str, check: &[&str], what: &str) -> anyhow::Result<()> {
         for _ in 0..100 {
-            if cmd!(self.sh, "podman exec {postgres} pg_isready --username postgres")
+            if cmd!(self.sh, "podman exec {container} {check...}")
                 .quiet()
                 .ignore_stdout()
+                .ignore_stderr()
                 .run()
                 .is_ok()
             {
@@ -278,7 +306,7 @@ impl<'a> Stack<'a> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("PostgreSQL did not start in its container")
+        bail!("{what} did not start in its container")
     }
 
     fn remove(&self) {
@@ -286,16 +314,20 @@ impl<'a> Stack<'a> {
             sh,
             network,
             postgres,
+            redis,
             app,
             ..
         } = self;
         // `--ignore`: after an early failure the app container does not exist, and without it
         // podman would give up before removing PostgreSQL.
-        let _ = cmd!(sh, "podman rm --force --ignore --volumes --time 0 {app} {postgres}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run();
+        let _ = cmd!(
+            sh,
+            "podman rm --force --ignore --volumes --time 0 {app} {postgres} {redis...}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
         let _ = cmd!(sh, "podman network rm {network}")
             .quiet()
             .ignore_stdout()

@@ -1,7 +1,8 @@
-//! The development database of a generated case, from its own `cargo xtask db up`, and the
-//! database commands a developer runs there: migrations forwards and backwards, a new
-//! migration, and bad input.
+//! The development database of a generated case (and its Redis, with `redis`), from its own
+//! `cargo xtask db up`, and the database commands a developer runs there: migrations forwards
+//! and backwards, a new migration, and bad input.
 
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,20 +13,31 @@ use crate::generate::files;
 use crate::probe;
 use crate::test::{expect_refusal, section, xtask};
 
-/// The generated service's development database, stopped when dropped.
+/// The generated service's development database, and its Redis when it has one, stopped when
+/// dropped.
 pub struct DevDatabase<'a> {
     sh: &'a Shell,
     pub port: String,
+    redis_port: Option<String>,
     stopped: bool,
 }
 
 impl<'a> DevDatabase<'a> {
-    pub fn up(sh: &'a Shell) -> anyhow::Result<Self> {
+    /// Starts the servers with the service's own `db up`, each on a free port: a server an
+    /// earlier run or a developer left on a default port cannot stand in for the case's own.
+    pub fn up(sh: &'a Shell, redis: bool) -> anyhow::Result<Self> {
         let port = probe::free_port()?.to_string();
-        start(sh, &port)?;
+        let redis_port = if redis { Some(other_free_port(&port)?) } else { None };
+        start(sh, &port, redis_port.as_deref())?;
+        if let Some(redis_port) = &redis_port {
+            let dotenv = std::fs::read_to_string(sh.current_dir().join(".env"))?;
+            let url = format!("REDIS_URL=redis://127.0.0.1:{redis_port}");
+            ensure!(dotenv.lines().any(|line| line == url), ".env lacks {url}: {dotenv}");
+        }
         Ok(Self {
             sh,
             port,
+            redis_port,
             stopped: false,
         })
     }
@@ -44,23 +56,46 @@ impl<'a> DevDatabase<'a> {
     pub fn restart(&self, down_for: Duration) -> anyhow::Result<()> {
         xtask(self.sh).args(["db", "down"]).run()?;
         std::thread::sleep(down_for);
-        start(self.sh, &self.port)
+        start(self.sh, &self.port, self.redis_port.as_deref())
     }
 
-    /// Stops the server and deletes its data, which must leave no data directory behind.
+    /// Stops the servers and deletes their data, which must leave no data directory and no
+    /// Redis behind.
     pub fn down(mut self, project: &Path) -> anyhow::Result<()> {
         self.stopped = true;
         xtask(self.sh).args(["db", "down", "--delete-data"]).run()?;
         let data = project.join("target").join("postgres").join("data");
         ensure!(!data.exists(), "db down --delete-data left {}", data.display());
+        if let Some(redis_port) = &self.redis_port {
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, redis_port.parse::<u16>()?));
+            ensure!(
+                TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err(),
+                "db down left Redis running on port {redis_port}"
+            );
+            let dir = project.join("target").join("redis");
+            ensure!(!dir.exists(), "db down --delete-data left {}", dir.display());
+        }
         Ok(())
     }
 }
 
-/// The service's own `cargo xtask db up` with the local PostgreSQL binaries on `port`.
-fn start(sh: &Shell, port: &str) -> anyhow::Result<()> {
+/// A free port other than `taken`, which is free only until its server starts.
+fn other_free_port(taken: &str) -> anyhow::Result<String> {
+    loop {
+        let port = probe::free_port()?.to_string();
+        if port != taken {
+            return Ok(port);
+        }
+    }
+}
+
+/// The service's own `cargo xtask db up` with the local binaries: PostgreSQL on `port`, and
+/// Redis on `redis_port` when the service has it.
+fn start(sh: &Shell, port: &str, redis_port: Option<&str>) -> anyhow::Result<()> {
+    let redis = redis_port.map(|redis_port| ["--redis-port", redis_port]);
     xtask(sh)
         .args(["db", "up", "--backend", "local", "--port", port])
+        .args(redis.into_iter().flatten())
         .run()?;
     Ok(())
 }

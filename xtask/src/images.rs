@@ -1,5 +1,5 @@
 //! `cargo xtask images`: local stand-ins for the registry images the generated service names
-//! (Debian, the Rust builder, the distroless runtime, PostgreSQL), built from Debian packages
+//! (Debian, the Rust builder, the distroless runtime, PostgreSQL, Redis), built from Debian packages
 //! with podman and tagged with the registry names, so the unchanged Dockerfile, compose file
 //! and testcontainers code run on a machine that cannot pull. Where a registry is reachable,
 //! none of this is needed.
@@ -16,6 +16,8 @@ pub const DEBIAN: &str = "docker.io/library/debian:bookworm-slim";
 pub const RUST: &str = "docker.io/library/rust:1.95-slim-bookworm";
 pub const RUNTIME: &str = "gcr.io/distroless/cc-debian12:nonroot";
 pub const POSTGRES: &str = "docker.io/library/postgres:15";
+/// Tagged 7 like the official image the compose file names; Debian's package is Redis 7.0.
+pub const REDIS: &str = "docker.io/library/redis:7";
 
 /// The Rust release the builder stand-in carries; it must be the host's.
 const RUST_RELEASE: &str = "1.95";
@@ -42,7 +44,7 @@ pub fn ensure(sh: &Shell, force: bool) -> anyhow::Result<()> {
     if missing(RUST) {
         rust(sh)?;
     }
-    for (image, dir) in [(RUNTIME, "distroless-cc"), (POSTGRES, "postgres")] {
+    for (image, dir) in [(RUNTIME, "distroless-cc"), (POSTGRES, "postgres"), (REDIS, "redis")] {
         if missing(image) {
             let context = repo_root().join("docker").join(dir);
             build(sh, image, &context)?;

@@ -60,6 +60,13 @@ const LOCAL_DATABASE: &[Tool] = &[
     tool("pg_ctl", "the cases' own PostgreSQL", "apt-get install postgresql"),
 ];
 
+/// What the development Redis of a case with `redis` needs, started by its own `db up`.
+const LOCAL_REDIS: &[Tool] = &[tool(
+    "redis-server",
+    "the redis cases' own Redis",
+    "apt-get install redis-server",
+)];
+
 /// What the container checks need (cases with `containers = true`).
 const CONTAINERS: &[Tool] = &[
     tool("podman", "the container checks", "apt-get install podman runc"),
@@ -107,6 +114,9 @@ pub fn check(plan: &Plan) -> anyhow::Result<()> {
     let mut needed: Vec<&Tool> = EVERY_CASE.iter().collect();
     if plan.local_database {
         needed.extend(LOCAL_DATABASE);
+        if plan.cases.iter().any(|case| case.on("redis")) {
+            needed.extend(LOCAL_REDIS);
+        }
     }
     if plan.cases.iter().any(|case| case.bench) {
         needed.extend(BENCH);

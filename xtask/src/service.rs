@@ -48,6 +48,9 @@ pub fn service(project: &Path, package: &str, port: u16, database_url: &str) -> 
     let mut command = Command::new(binary(package));
     command
         .arg("serve")
+        // In the project, as a developer runs it: the `.env` there names what `db up` started
+        // beside the database (REDIS_URL); the environment still wins over it.
+        .current_dir(project)
         .env("APP_CONFIG_DIR", project.join("config"))
         .env("APP_SERVER__PORT", port.to_string())
         .env("DATABASE_URL", database_url);

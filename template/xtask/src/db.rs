@@ -1,6 +1,11 @@
 //! `cargo xtask db ...`: a development PostgreSQL and the migration commands. The server runs
 //! under compose when a container engine answers, otherwise from the local PostgreSQL
 //! binaries in `target/postgres`; migrations go through the service binary itself.
+{%- if redis %}
+//! A development Redis starts and stops beside it (`redis`).
+
+mod redis;
+{%- endif %}
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -49,11 +54,14 @@ pub fn up_database(sh: &Shell, up: &DbUp) -> anyhow::Result<String> {
         None => detect(sh)?,
     };
     let port = match backend {
-        Backend::Docker | Backend::Podman => compose_up(sh, backend, up.port)?,
+        Backend::Docker | Backend::Podman => compose_up(sh, backend, up)?,
         Backend::Local => local_up(sh, up.port)?,
     };
     std::fs::create_dir_all(project::root().join("target"))?;
     std::fs::write(state_file(), backend_name(backend))?;
+{%- if redis %}
+    redis::up(sh, backend, up.redis_port)?;
+{%- endif %}
     let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/{}", database_name()?);
     if let Some(previous) = dotenv_get("DATABASE_URL").filter(|previous| *previous != url) {
         println!(
@@ -125,6 +133,10 @@ fn down(sh: &Shell, delete_data: bool) -> anyhow::Result<()> {
             Ok(())
         }
     };
+{%- if redis %}
+    // A local Redis is a process of its own: it stops even when PostgreSQL would not.
+    let stopped = stopped.and(redis::local_down(sh, delete_data));
+{%- endif %}
     // Forget the server even when stopping failed: it is most likely gone already.
     let _ = std::fs::remove_file(state_file());
     stopped
@@ -146,7 +158,9 @@ fn without_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
-            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+            // A password alone, as Redis URLs often have (`redis://:secret@host`), leaves no user.
+            let separator = if user.is_empty() { "" } else { "@" };
+            format!("{}{user}{separator}{}", &url[..scheme + 3], &url[at + 1..])
         }
         _ => url.to_owned(),
     }
@@ -185,10 +199,15 @@ fn database_name() -> anyhow::Result<String> {
     Ok(project::package_field("name")?.replace('-', "_"))
 }
 
-fn compose_up(sh: &Shell, backend: Backend, port: u16) -> anyhow::Result<u16> {
-    let _port = sh.push_env("POSTGRES_PORT", port.to_string());
+fn compose_up(sh: &Shell, backend: Backend, up: &DbUp) -> anyhow::Result<u16> {
+    let _port = sh.push_env("POSTGRES_PORT", up.port.to_string());
+{%- if redis %}
+    let _redis_port = sh.push_env("REDIS_PORT", up.redis_port.to_string());
+    compose(sh, backend, &["up", "--detach", "--wait", "postgres", "redis"])?;
+{%- else %}
     compose(sh, backend, &["up", "--detach", "--wait", "postgres"])?;
-    Ok(port)
+{%- endif %}
+    Ok(up.port)
 }
 
 fn compose(sh: &Shell, backend: Backend, args: &[&str]) -> anyhow::Result<()> {
@@ -414,5 +433,6 @@ mod tests {
             "postgres://app@db:5432/app"
         );
         assert_eq!(without_password("postgres://db/app"), "postgres://db/app");
+        assert_eq!(without_password("redis://:s3cret@cache:6379"), "redis://cache:6379");
     }
 }

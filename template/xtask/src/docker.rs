@@ -1,5 +1,6 @@
 //! `cargo xtask docker build|up|down`: the service image from `docker/Dockerfile`, and a local
-//! stack of it (PostgreSQL, the migrations, the service) under compose, with docker or podman.
+//! stack of it (PostgreSQL and any Redis, the migrations, the service) under compose, with docker
+//! or podman.
 
 use std::path::PathBuf;
 
@@ -40,9 +41,9 @@ pub fn run(command: Docker) -> anyhow::Result<()> {
     }
 }
 
-/// Starts PostgreSQL, runs the migrations, then starts the service, waiting for each. The order
-/// is kept here rather than by compose's health conditions and `--wait`, which podman-compose
-/// ignores on podman releases before 4.6.
+/// Starts PostgreSQL (and Redis, when the stack has it), runs the migrations, then starts the
+/// service, waiting for each. The order is kept here rather than by compose's health conditions
+/// and `--wait`, which podman-compose ignores on podman releases before 4.6.
 fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
     let signing_key = signing_key(sh)?;
     let compose = |args: &[&str]| -> anyhow::Result<_> {
@@ -51,7 +52,14 @@ fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
             .env("IMAGE", tag)
             .envs(signing_key.iter().map(|key| ("APP_AUTH__SIGNING_KEY", key))))
     };
-    compose(&["up", "--detach", "postgres"])?.run()?;
+    let stack = std::fs::read_to_string(compose_file())?;
+    let has = |service: &str| stack.contains(&format!("\n  {service}:\n"));
+    // The service starts with --no-deps below, so what it talks to starts here.
+    let backing: Vec<&str> = ["postgres", "redis"]
+        .into_iter()
+        .filter(|service| has(service))
+        .collect();
+    compose(&["up", "--detach"])?.args(backing).run()?;
     // `migrate run` fails fast while PostgreSQL still starts, so it doubles as the wait.
     retry("the migrations", || {
         compose(&["run", "--rm", "-T", "migrate"])?
@@ -61,10 +69,9 @@ fn up(sh: &Shell, engine: Engine, tag: &str) -> anyhow::Result<()> {
         Ok(())
     })?;
     let binary = format!("/usr/local/bin/{}", project::package_field("name")?);
-    let stack = std::fs::read_to_string(compose_file())?;
     // The service, then its job worker when the stack has one; both answer the health check.
     for service in ["app", "worker"] {
-        if !stack.contains(&format!("\n  {service}:\n")) {
+        if !has(service) {
             continue;
         }
         compose(&["up", "--detach", "--no-deps", service])?.run()?;

@@ -41,12 +41,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum Db {
-    /// Start a development PostgreSQL (compose when a container engine runs, otherwise the
-    /// local PostgreSQL binaries) and write DATABASE_URL to .env.
+    /// Start a development PostgreSQL{% if redis %} and Redis{% endif %} (compose when a container engine runs,
+    /// otherwise the local binaries) and write DATABASE_URL{% if redis %} and REDIS_URL{% endif %} to .env.
     Up(DbUp),
-    /// Stop the development PostgreSQL.
+    /// Stop the development PostgreSQL{% if redis %} and Redis{% endif %}.
     Down {
-        /// Also delete its data: the compose volume, or the local data directory.
+        /// Also delete its data: the compose volume, or the local data {% if redis %}directories{% else %}directory{% endif %}.
         #[arg(long)]
         delete_data: bool,
     },
@@ -72,14 +72,38 @@ pub enum Db {
     Reset,
 }
 
+/// The development servers' default host ports: beside, not on, the ones a system-wide server takes.
+const POSTGRES_PORT: u16 = 55432;
+{%- if redis %}
+const REDIS_PORT: u16 = 56379;
+{%- endif %}
+
 #[derive(Debug, Args)]
 pub struct DbUp {
     /// Host port for PostgreSQL.
-    #[arg(long, default_value_t = 55432, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = POSTGRES_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
-    /// Where to run it; by default compose if a container engine answers, else local binaries.
+{%- if redis %}
+    /// Host port for Redis.
+    #[arg(long, default_value_t = REDIS_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub redis_port: u16,
+{%- endif %}
+    /// Where to run {% if redis %}them{% else %}it{% endif %}; by default compose if a container engine answers, else local binaries.
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
+}
+
+impl Default for DbUp {
+    /// What `db up` without flags means, for commands that start the database themselves.
+    fn default() -> Self {
+        Self {
+            port: POSTGRES_PORT,
+{%- if redis %}
+            redis_port: REDIS_PORT,
+{%- endif %}
+            backend: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
