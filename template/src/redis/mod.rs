@@ -124,7 +124,8 @@ impl fmt::Debug for Redis {
 
 impl Redis {
     /// Sets up the connection without waiting for it: the service starts, and serves, while
-    /// Redis is still unreachable. Fails only when `REDIS_URL` is missing or malformed.
+    /// Redis is still unreachable. Fails only when `REDIS_URL` is missing or malformed. Must
+    /// be called inside a Tokio runtime.
     pub fn new(config: &RedisConfig, metrics: RedisMetrics) -> anyhow::Result<Self> {
         let url = config
             .url
@@ -154,6 +155,7 @@ impl Redis {
             // how soon the manager tries again in the background.
             .set_number_of_retries(2)
             .set_max_delay(REST_AFTER_FAILURE);
+        tokio::spawn(report_first_connection(client.clone()));
         let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
             .context("cannot set up the Redis connection")?;
         Ok(Self(Arc::new(Inner {
@@ -225,6 +227,19 @@ impl Redis {
         self.call(async |connection| redis::cmd("PING").query_async::<()>(connection).await)
             .await
             .is_ok()
+    }
+}
+
+/// Connects once at start with time to fail for the real reason (a wrong password, an
+/// untrusted certificate, a refused connection), which the commands' short timeout would
+/// hide behind "no answer", and logs it. The service starts either way.
+async fn report_first_connection(client: redis::Client) {
+    const PATIENCE: Duration = Duration::from_secs(5);
+    match tokio::time::timeout(PATIENCE, client.get_multiplexed_async_connection()).await {
+        Ok(Ok(_)) => {}
+        // Redis's errors name the server and the reason, never the password.
+        Ok(Err(err)) => tracing::warn!(error = %err, "cannot connect to Redis"),
+        Err(_) => tracing::warn!("cannot connect to Redis: no answer within {PATIENCE:?}"),
     }
 }
 

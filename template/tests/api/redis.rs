@@ -94,9 +94,7 @@ struct Proxy {
 
 impl Proxy {
     async fn to(redis_url: &str) -> Self {
-        let (scheme, rest) = redis_url.split_once("://").expect("a redis:// URL");
-        let (credentials, rest) = rest.rsplit_once('@').map_or(("", rest), |(user, rest)| (user, rest));
-        let (target, path) = rest.split_once('/').map_or((rest, ""), |(host, path)| (host, path));
+        let (scheme, credentials, target, path) = parts(redis_url);
         let target = target.to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
@@ -142,6 +140,14 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A Redis URL's scheme, credentials, `host:port` and path, each possibly empty.
+fn parts(url: &str) -> (&str, &str, &str, &str) {
+    let (scheme, rest) = url.split_once("://").expect("a redis:// URL");
+    let (credentials, rest) = rest.rsplit_once('@').map_or(("", rest), |(user, rest)| (user, rest));
+    let (address, path) = rest.split_once('/').map_or((rest, ""), |(host, path)| (host, path));
+    (scheme, credentials, address, path)
 }
 
 /// The service with its rate limits on (3 a minute per address), an API route that does
@@ -543,6 +549,35 @@ async fn a_cached_project_is_fresh_on_every_replica_after_a_write_and_private_to
     assert_eq!(second.get(&path).await.status(), 404, "deleted on every replica");
 }
 {%- endif %}
+
+#[tokio::test]
+async fn a_refused_password_is_logged_at_start_without_it_and_the_service_serves_degraded() {
+    let redis = TestRedis::new().await;
+    let database = crate::database::TestDatabase::migrated().await;
+    let (scheme, _, address, _) = parts(&redis.url);
+    let port = crate::process::free_port();
+    let child = crate::process::running("serve", &database.url, port)
+        // A user Redis does not know: refused whether or not the server wants a password.
+        .env("REDIS_URL", format!("{scheme}://nobody:hunter2-secret@{address}"))
+        .spawn()
+        .expect("start the service");
+    crate::process::wait_until_live(port).await;
+
+    let ready = crate::helpers::http_client()
+        .build()
+        .expect("client")
+        .get(format!("http://127.0.0.1:{port}/health/ready"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ready.status(), 200);
+    assert_eq!(json(ready).await["status"], "degraded");
+    let (code, lines) = crate::process::terminate(child).await;
+    assert_eq!(code, Some(0));
+    let text = lines.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("cannot connect to Redis"), "{text}");
+    assert!(!text.contains("hunter2-secret"), "the password reached the log: {text}");
+}
 
 #[test]
 fn the_service_refuses_to_start_without_a_redis_url() {
