@@ -13,7 +13,7 @@ use crate::dev_database::{self, DevDatabase};
 use crate::flags::Test;
 use crate::generate::{self, files, repo_root, scratch_dir, shared_target_dir};
 use crate::options::Declaration;
-use crate::{containers, contract, conventions, generator, issuer_check, lockfile, preflight, throwaway};
+use crate::{containers, contract, conventions, generator, issuer_check, lockfile, preflight, redis_tls, throwaway};
 
 pub fn run(flags: &Test) -> anyhow::Result<()> {
     let root = repo_root();
@@ -152,6 +152,11 @@ fn run_case(
     if !case.is("auth", "verifier") {
         section("contract (schemathesis)");
         contract::check_case(sh, &project, case, &database)?;
+    }
+    if case.on("redis") {
+        section("Redis over TLS");
+        cmd!(sh, "cargo build --quiet").run()?;
+        redis_tls::check(sh, &project, &case.name, &database.url(&case.name))?;
     }
     if case.is("auth", "verifier") {
         section("tokens of an issuer generated from this template");
