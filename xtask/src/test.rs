@@ -264,6 +264,14 @@ fn check_bench(sh: &Shell, project: &Path, case: &Case) -> anyhow::Result<()> {
             "{name}: percentiles out of order: {entry}"
         );
     }
+    // The cached read costs Redis what it saves the database: both are reported.
+    if case.on("redis") && case.on("example") && case.is("auth", "issuer") {
+        let get = &report["endpoints"]["get"];
+        ensure!(
+            get["redis_cpu_us_per_request"].as_f64().is_some_and(|cpu| cpu > 0.0),
+            "no Redis CPU time reported for the cached get: {get}"
+        );
+    }
     if case.on("jobs") {
         let queue = &report["jobs"];
         let number = |key: &str| queue[key].as_f64().unwrap_or(f64::NAN);

@@ -82,15 +82,38 @@ pub fn is_development_url(url: &str) -> bool {
 /// The host process id of the development PostgreSQL's postmaster, when it runs here: read
 /// from the local cluster's `postmaster.pid`, or from the engine for the compose container.
 pub fn server_pid(sh: &Shell) -> Option<u32> {
-    let engine = match std::fs::read_to_string(state_file()).ok()?.trim() {
-        "local" => {
+    match started_engine()? {
+        None => {
             let pid_file = std::fs::read_to_string(local_dir().join("data").join("postmaster.pid")).ok()?;
-            return pid_file.lines().next()?.trim().parse().ok();
+            pid_file.lines().next()?.trim().parse().ok()
         }
-        "docker" => Engine::Docker,
-        "podman" => Engine::Podman,
-        _ => return None,
-    };
+        Some(engine) => compose_pid(sh, engine, "postgres"),
+    }
+}
+{%- if redis %}
+
+/// The host process id of the development Redis, when it runs here.
+pub fn redis_pid(sh: &Shell) -> Option<u32> {
+    match started_engine()? {
+        None => redis::local_pid(sh),
+        Some(engine) => compose_pid(sh, engine, "redis"),
+    }
+}
+{%- endif %}
+
+/// How `db up` started the servers: `Some(None)` from the local binaries, `Some(engine)`
+/// under compose, `None` when it did not.
+fn started_engine() -> Option<Option<Engine>> {
+    match std::fs::read_to_string(state_file()).ok()?.trim() {
+        "local" => Some(None),
+        "docker" => Some(Some(Engine::Docker)),
+        "podman" => Some(Some(Engine::Podman)),
+        _ => None,
+    }
+}
+
+/// The host process id of compose's container for `service`.
+fn compose_pid(sh: &Shell, engine: Engine, service: &str) -> Option<u32> {
     // Compose labels its containers with the project (named in compose.yaml after the
     // package) and the service.
     let program = engine::name(engine);
@@ -100,7 +123,7 @@ pub fn server_pid(sh: &Shell) -> Option<u32> {
     );
     let ids = cmd!(
         sh,
-        "{program} ps --filter {project} --filter label=com.docker.compose.service=postgres --quiet"
+        "{program} ps --filter {project} --filter label=com.docker.compose.service={service} --quiet"
     )
     .quiet()
     .ignore_stderr()

@@ -92,6 +92,8 @@ pub struct Target {
     pub pid: u32,
     /// PostgreSQL's postmaster, when the database runs on this machine.
     pub database: Option<u32>,
+    /// The Redis server the service uses, when it runs on this machine.
+    pub redis: Option<u32>,
 }
 
 /// What one run measured.
@@ -107,6 +109,8 @@ pub struct Measurement {
     pub cpu_us: Option<f64>,
     /// The database's CPU time per request, in microseconds.
     pub database_cpu_us: Option<f64>,
+    /// Redis's CPU time per request, in microseconds.
+    pub redis_cpu_us: Option<f64>,
 }
 
 /// How one scenario is run: the wrk script, for how long, and where.
@@ -144,17 +148,18 @@ impl Load<'_> {
         if let Some(token) = &scenario.token {
             wrk.args(["bearer", token]);
         }
-        let database = || target.database.map(host::with_descendants).unwrap_or_default();
+        let tree = |root: Option<u32>| root.map(host::with_descendants).unwrap_or_default();
+        let spent = |before: Option<Duration>, after: Option<Duration>| {
+            before.zip(after).map(|(before, after)| after.saturating_sub(before))
+        };
         let cpu_before = host::cpu_time(target.pid);
-        let database_before = host::total_cpu_time(&database());
+        let database_before = host::total_cpu_time(&tree(target.database));
+        let redis_before = host::total_cpu_time(&tree(target.redis));
         let output = wrk.stderr(Stdio::inherit()).output().context("cannot run wrk")?;
-        let cpu = cpu_before
-            .zip(host::cpu_time(target.pid))
-            .map(|(before, after)| after.saturating_sub(before));
+        let cpu = spent(cpu_before, host::cpu_time(target.pid));
         // Backends that ended meanwhile take their time with them; pooled ones stay.
-        let database_cpu = database_before
-            .zip(host::total_cpu_time(&database()))
-            .map(|(before, after)| after.saturating_sub(before));
+        let database_cpu = spent(database_before, host::total_cpu_time(&tree(target.database)));
+        let redis_cpu = spent(redis_before, host::total_cpu_time(&tree(target.redis)));
 
         let stdout = String::from_utf8_lossy(&output.stdout);
         let line = stdout
@@ -185,6 +190,7 @@ impl Load<'_> {
             turned_away_per_sec: turned_away / seconds,
             cpu_us: cpu.map(per_request),
             database_cpu_us: database_cpu.map(per_request),
+            redis_cpu_us: redis_cpu.map(per_request),
         })
     }
 }

@@ -53,6 +53,14 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         (Some(pid), Some(cpus)) => Some(Pinned::new(&sh, pid, cpus)),
         _ => None,
     };
+{%- if redis %}
+    // Redis serves the same requests: it runs, and is measured, beside the database.
+    let redis = db::redis_pid(&sh);
+    let _redis_pinned = match (redis, server_cpus) {
+        (Some(pid), Some(cpus)) => Some(Pinned::new(&sh, pid, cpus)),
+        _ => None,
+    };
+{%- endif %}
     let queue = queue(&binaries, &url, server_cpus)?;
 
     let service_port = free_port()?;
@@ -68,11 +76,17 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         port: service_port,
         pid: service_process.id(),
         database,
+{%- if redis %}
+        redis,
+{%- else %}
+        redis: None,
+{%- endif %}
     };
     let hello_target = Target {
         port: hello_port,
         pid: hello_process.id(),
         database: None,
+        redis: None,
     };
     let mut memory = Memory {
         idle: host::rss_kib(service.pid),
@@ -100,7 +114,7 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
         &binaries,
         &url,
         server_cpus,
-        database,
+        service,
         &load,
         &main_read,
     )?;
@@ -174,7 +188,7 @@ fn redis_variants(
     binaries: &std::path::Path,
     url: &str,
     cpus: Option<&str>,
-    database: Option<u32>,
+    service: Target,
     load: &Load,
     main_read: &Scenario,
 ) -> anyhow::Result<()> {
@@ -187,7 +201,7 @@ fn redis_variants(
         let target = Target {
             port,
             pid: process.id(),
-            database,
+            ..service
         };
         let scenario = Scenario {
             token: main_read.token.clone(),
@@ -345,7 +359,7 @@ fn write_report(
 
 fn report(hello: &Measurement, measurements: &[Measurement], memory: &Memory, placement: &Placement) -> Value {
     let entry = |m: &Measurement| {
-        json!({
+        let mut entry = json!({
             "requests_per_sec": m.requests_per_sec.round(),
             "turned_away_per_sec": m.turned_away_per_sec.round(),
             "p50_ms": m.p50_ms, "p95_ms": m.p95_ms, "p99_ms": m.p99_ms,
@@ -353,7 +367,11 @@ fn report(hello: &Measurement, measurements: &[Measurement], memory: &Memory, pl
             "cpu_us_per_request": m.cpu_us,
             "cpu_vs_hello_world": m.cpu_us.zip(hello.cpu_us).map(|(cpu, hello)| cpu / hello),
             "database_cpu_us_per_request": m.database_cpu_us,
-        })
+        });
+        if let Some(cpu) = m.redis_cpu_us {
+            entry["redis_cpu_us_per_request"] = json!(cpu);
+        }
+        entry
     };
     let endpoints: serde_json::Map<String, Value> =
         measurements.iter().map(|m| (m.name.to_owned(), entry(m))).collect();
@@ -367,8 +385,8 @@ fn report(hello: &Measurement, measurements: &[Measurement], memory: &Memory, pl
 
 fn markdown(hello: &Measurement, measurements: &[Measurement], memory: &Memory) -> String {
     let mut text = String::from(
-        "| endpoint | requests/s | turned away/s | p50 ms | p95 ms | p99 ms | throughput vs hello-world | server CPU µs/request | vs hello-world | database CPU µs/request |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| endpoint | requests/s | turned away/s | p50 ms | p95 ms | p99 ms | throughput vs hello-world | server CPU µs/request | vs hello-world | database CPU µs/request |{% if redis %} Redis CPU µs/request |{% endif %}\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{% if redis %}---:|{% endif %}\n",
     );
     let figure =
         |value: Option<f64>, digits: usize| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.digits$}"));
@@ -377,7 +395,7 @@ fn markdown(hello: &Measurement, measurements: &[Measurement], memory: &Memory) 
         let cpu_ratio = m.cpu_us.zip(hello.cpu_us).map(|(cpu, hello)| cpu / hello);
         let _ = writeln!(
             text,
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {ratio:.5} | {} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {ratio:.5} | {} | {} | {} |{% if redis %} {} |{% endif %}",
             m.name,
             m.requests_per_sec,
             m.turned_away_per_sec,
@@ -387,6 +405,9 @@ fn markdown(hello: &Measurement, measurements: &[Measurement], memory: &Memory) 
             figure(m.cpu_us, 1),
             figure(cpu_ratio, 2),
             figure(m.database_cpu_us, 1),
+{%- if redis %}
+            figure(m.redis_cpu_us, 1),
+{%- endif %}
         );
     }
     let kib = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value} KiB"));

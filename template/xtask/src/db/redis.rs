@@ -132,6 +132,13 @@ pub fn local_down(sh: &Shell, delete_data: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The process id of the local server, when it runs.
+pub fn local_pid(sh: &Shell) -> Option<u32> {
+    let dir = local_dir();
+    running_port(sh, &dir)?;
+    std::fs::read_to_string(dir.join("redis.pid")).ok()?.trim().parse().ok()
+}
+
 /// The port of the local server when it runs: its pid file names a live process (a file left by
 /// a crash or reboot names one that is gone, or another program), and Redis answers on the port
 /// recorded beside it.
