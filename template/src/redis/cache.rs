@@ -115,7 +115,7 @@ impl<V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Cache<V> {
             return load().await;
         }
         let key = self.key(&id);
-        let generation_key = format!("{key}:gen");
+        let generation_key = generation_key(&key);
         let looked_up = self
             .redis
             .call(async |connection| {
@@ -127,28 +127,23 @@ impl<V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Cache<V> {
             })
             .await;
         // The generation the entry may be filled under, when it may be filled at all.
-        let generation = match looked_up {
-            Ok((Some(bytes), _)) if bytes == ABSENT => {
-                self.redis.metrics().cache(self.name, "hit");
-                return Ok(None);
-            }
-            Ok((Some(bytes), generation)) => {
+        let generation = if let Ok((cached, generation)) = looked_up {
+            if let Some(bytes) = cached {
+                if bytes == ABSENT {
+                    self.redis.metrics().cache(self.name, "hit");
+                    return Ok(None);
+                }
                 if let Ok(value) = serde_json::from_slice(&bytes) {
                     self.redis.metrics().cache(self.name, "hit");
                     return Ok(Some(value));
                 }
-                // Written by an older version of the type: loaded again and replaced.
-                self.redis.metrics().cache(self.name, "miss");
-                Some(generation.unwrap_or_else(|| "0".to_owned()))
             }
-            Ok((None, generation)) => {
-                self.redis.metrics().cache(self.name, "miss");
-                Some(generation.unwrap_or_else(|| "0".to_owned()))
-            }
-            Err(_) => {
-                self.redis.metrics().cache(self.name, "error");
-                None
-            }
+            // Not there, or written by an older version of the type: loaded and replaced.
+            self.redis.metrics().cache(self.name, "miss");
+            Some(generation.unwrap_or_else(|| "0".to_owned()))
+        } else {
+            self.redis.metrics().cache(self.name, "error");
+            None
         };
         let cell = Arc::clone(
             self.loading
@@ -210,6 +205,11 @@ impl<V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Cache<V> {
     }
 }
 
+/// The key of `key`'s generation, which an invalidation bumps and a fill compares.
+fn generation_key(key: &str) -> String {
+    format!("{key}:gen")
+}
+
 async fn invalidate(redis: &Redis, key: &str) -> Result<(), super::Unavailable> {
     // The generation outlives any load in progress (they are bounded by the statement timeout).
     const GENERATION_LIVES_MS: u64 = 10 * 60 * 1000;
@@ -217,7 +217,7 @@ async fn invalidate(redis: &Redis, key: &str) -> Result<(), super::Unavailable> 
         .call(async |connection| {
             INVALIDATE
                 .key(key)
-                .key(format!("{key}:gen"))
+                .key(generation_key(key))
                 .arg(GENERATION_LIVES_MS)
                 .invoke_async::<()>(connection)
                 .await
