@@ -42,6 +42,10 @@ enum Command {
     Migrate(MigrateCommand),
     /// Print the OpenAPI document.
     Openapi,
+{%- if realtime %}
+    /// Print the AsyncAPI document of the realtime protocol.
+    Asyncapi,
+{%- endif %}
     /// Exit 0 if the service on this host answers its liveness probe: a container HEALTHCHECK
     /// that needs no shell or curl in the image.
     Healthcheck,
@@ -115,6 +119,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", crate::http::openapi().to_pretty_json()?);
         return Ok(());
     }
+{%- if realtime %}
+    if let Command::Asyncapi = cli.command {
+        let document = crate::realtime::protocol::asyncapi();
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(());
+    }
+{%- endif %}
     let config = Config::load(&cli.config_dir)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
@@ -137,7 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 {%- if auth == "issuer" %}
         Command::CreateAdmin { email } => runtime.block_on(create_admin::run(&config, &email)),
 {%- endif %}
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi{% if realtime %} | Command::Asyncapi{% endif %} => unreachable!("handled above"),
     }
 }
 
@@ -192,13 +203,17 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         .then(|| crate::jobs::Worker::start(state.clone()))
         .transpose()?;
 {%- endif %}
-    let routes = match role {
-        Role::Api => http::api_routes(),
+    let app = match role {
+        Role::Api => http::app(state.clone()),
 {%- if jobs %}
-        Role::Worker => axum::Router::new(),
+        Role::Worker => http::assemble(axum::Router::new(), state.clone()),
 {%- endif %}
     };
-    server::serve(listener, http::assemble(routes, state.clone()), &state, shutdown).await;
+    server::serve(listener, app, &state, shutdown).await;
+{%- if realtime %}
+    // Now that nothing is accepted here, clients told to reconnect reach another replica.
+    state.realtime.close().await;
+{%- endif %}
 {%- if jobs %}
     if let Some(worker) = worker {
         worker.stop().await;

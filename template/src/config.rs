@@ -46,6 +46,10 @@ pub struct Config {
     #[serde(default)]
     pub redis: crate::redis::RedisConfig,
 {%- endif %}
+{%- if realtime %}
+    #[serde(default)]
+    pub realtime: crate::realtime::RealtimeConfig,
+{%- endif %}
 }
 
 /// Where the service runs; production tightens defaults such as the log format.
@@ -365,6 +369,9 @@ impl Config {
 {%- endif %}
 {%- if jobs and example %}
         self.webhooks.validate(self.environment)?;
+{%- endif %}
+{%- if realtime %}
+        self.realtime.validate()?;
 {%- endif %}
 {%- if redis %}
         self.redis.validate()?;

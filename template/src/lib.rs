@@ -6,12 +6,14 @@
 pub mod config;
 pub mod db;
 pub mod domain;
-pub mod http;
+{% if realtime or jobs and example %}pub mod events;
+{% endif %}pub mod http;
 {% if jobs %}pub mod jobs;
 {% endif %}pub mod limits;
 pub mod metrics;
 pub mod outbound;
-{% if redis %}pub mod redis;
+{% if realtime %}pub mod realtime;
+{% endif %}{% if redis %}pub mod redis;
 {% endif %}mod state;
 pub mod telemetry;
 {% if jobs and example %}pub mod webhooks;

@@ -51,6 +51,9 @@ pub struct Metrics {
 {%- if redis %}
     pub redis: crate::redis::RedisMetrics,
 {%- endif %}
+{%- if realtime %}
+    pub realtime: crate::realtime::RealtimeMetrics,
+{%- endif %}
 }
 
 /// Latency buckets in seconds, from 5 ms to 10 s.
@@ -104,6 +107,9 @@ impl Default for Metrics {
 {%- endif %}
 {%- if redis %}
             redis: crate::redis::RedisMetrics::register(&mut registry),
+{%- endif %}
+{%- if realtime %}
+            realtime: crate::realtime::RealtimeMetrics::register(&mut registry),
 {%- endif %}
             registry,
             requests,

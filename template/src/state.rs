@@ -33,6 +33,9 @@ pub struct Shared {
 {%- if redis %}
     pub redis: crate::redis::Redis,
 {%- endif %}
+{%- if realtime %}
+    pub realtime: crate::realtime::Realtime,
+{%- endif %}
 {%- if redis and example %}
     /// Projects by id, for every replica; each write to a project invalidates its entry.
     pub project_cache: crate::redis::cache::Cache<crate::http::projects::Project>,
@@ -58,6 +61,9 @@ impl AppState {
             redis: redis.clone(),
 {%- endif %}
         };
+{%- if realtime %}
+        let fanout = crate::realtime::Fanout::new(&db{% if redis %}, &redis{% endif %});
+{%- endif %}
         Ok(Self(Arc::new(Shared {
 {%- if jobs and example %}
             webhooks: crate::webhooks::Outbound::new(&config.webhooks, &metrics.webhooks)?,
@@ -69,6 +75,9 @@ impl AppState {
             trusted_proxies: config.rate_limit.trusted_proxies()?.into(),
 {%- if redis and example %}
             project_cache: crate::redis::cache::Cache::new(&redis, &config.redis, "projects"),
+{%- endif %}
+{%- if realtime %}
+            realtime: crate::realtime::Realtime::new(fanout, metrics.realtime.clone()),
 {%- endif %}
 {%- if redis %}
             redis,

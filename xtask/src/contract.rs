@@ -18,7 +18,7 @@ use crate::generate::scratch_dir;
 use crate::probe;
 use crate::service::{Server, binary, call, service, sign_in};
 use crate::test::section;
-use crate::webhooks_check;
+use crate::{realtime_check, webhooks_check};
 
 /// The schemathesis `.ci/run` installs; the options below are its.
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
@@ -74,6 +74,18 @@ pub fn check_case(sh: &Shell, project: &Path, case: &Case, database: &DevDatabas
         // endpoints of its own, whose deliveries then wait out their failures.
         section("webhook signatures (standardwebhooks)");
         webhooks_check::check(port, &account, &dest)?;
+    }
+    if case.on("realtime") {
+        section("realtime across replicas (socket.io-client)");
+        let other = r#"{"email":"contract-other@example.com","password":"correct horse battery staple"}"#;
+        call(port, "POST", "/api/v1/auth/register", Some(other), None, 202)?;
+        let stranger = sign_in(port, other)?;
+        let replica = |port| {
+            let mut command = service(project, &case.name, port, database_url);
+            command.env("APP_RATE_LIMIT__ENABLED", "false");
+            command
+        };
+        realtime_check::check(replica, port, &account, &stranger, &dest)?;
     }
     check(sh, port, &dest, &[as_account])?;
     if case.on("example") {

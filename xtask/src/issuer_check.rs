@@ -1,7 +1,7 @@
 //! The verifier case against a real issuer: a service generated from this template with
 //! `auth = issuer` signs the tokens; the verifier under test accepts them over HTTP, keeps
 //! accepting them while the issuer is down, and takes the issuer's new key after it restarts
-//! with another one.
+//! with another one. With realtime, socket.io-client hears changes across two verifiers.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,19 +10,21 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use xshell::{Shell, cmd};
 
+use crate::cases::Case;
 use crate::generate::{self, repo_root, scratch_dir};
 use crate::service::{Server, binary, call, service, sign_in};
-use crate::{contract, lockfile, probe};
+use crate::test::section;
+use crate::{contract, lockfile, probe, realtime_check};
 
 const ISSUER: &str = "token-issuer";
 /// Both services agree on the audience, as services behind one issuer do.
 const AUDIENCE: &str = "orders";
 const CREDENTIALS: &str = r#"{"email":"ada@example.com","password":"correct horse battery staple"}"#;
 
-/// Runs the check against the verifier in `verifier`, named `name`, whose PostgreSQL listens
-/// on `database_port` and already holds its migrated database; with the example resource, the
-/// caller also owns what it creates there.
-pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str, example: bool) -> anyhow::Result<()> {
+/// Runs the check against the verifier of `case` in `verifier`, named `name`, whose PostgreSQL
+/// listens on `database_port` and already holds its migrated database; with the example
+/// resource, the caller also owns what it creates there.
+pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str, case: &Case) -> anyhow::Result<()> {
     let dest = scratch_dir("cases/token-issuer")?;
     let issuer = generate::generate_ok(sh, &repo_root(), ISSUER, &[], &dest)?;
     {
@@ -56,16 +58,19 @@ pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str, examp
 
     let mut running_issuer = start_issuer(None)?;
     let verifier_port = probe::free_port()?;
-    let mut command = service(verifier, name, verifier_port, &database(&name.replace('-', "_")));
-    command
-        .env("APP_AUTH__ISSUER", &issuer_url)
-        .env("APP_AUTH__AUDIENCE", AUDIENCE)
-        // The contract check sends hundreds of requests a second from one address.
-        .env("APP_RATE_LIMIT__ENABLED", "false")
-        .env("APP_AUTH__JWKS_URL", format!("{issuer_url}/.well-known/jwks.json"))
-        .env("APP_AUTH__JWKS_MAX_AGE_SECS", "1")
-        .env("APP_AUTH__JWKS_MIN_REFETCH_SECS", "1");
-    let _verifier = Server::start(command, verifier_port, &dest.join("verifier.log"))?;
+    let start_verifier = |port| {
+        let mut command = service(verifier, name, port, &database(&name.replace('-', "_")));
+        command
+            .env("APP_AUTH__ISSUER", &issuer_url)
+            .env("APP_AUTH__AUDIENCE", AUDIENCE)
+            // The contract check sends hundreds of requests a second from one address.
+            .env("APP_RATE_LIMIT__ENABLED", "false")
+            .env("APP_AUTH__JWKS_URL", format!("{issuer_url}/.well-known/jwks.json"))
+            .env("APP_AUTH__JWKS_MAX_AGE_SECS", "1")
+            .env("APP_AUTH__JWKS_MIN_REFETCH_SECS", "1");
+        command
+    };
+    let _verifier = Server::start(start_verifier(verifier_port), verifier_port, &dest.join("verifier.log"))?;
 
     let (status, _) = probe::request(issuer_port, "POST", "/api/v1/auth/register", Some(CREDENTIALS), None)?;
     ensure!(status == 202, "registering at the issuer answered {status}");
@@ -77,7 +82,7 @@ pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str, examp
         caller["id"].as_str() == Some(id),
         "the verifier sees {caller} for the issuer's {account}"
     );
-    if example {
+    if case.on("example") {
         let project = call(
             verifier_port,
             "POST",
@@ -93,6 +98,14 @@ pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str, examp
     }
     call(verifier_port, "GET", "/api/v1/me", None, Some("not-a-token"), 401)?;
     println!("a token of the issuer works at the verifier, as the same account");
+    if case.on("realtime") {
+        section("realtime across replicas (socket.io-client)");
+        let other = r#"{"email":"grace@example.com","password":"correct horse battery staple"}"#;
+        let (status, _) = probe::request(issuer_port, "POST", "/api/v1/auth/register", Some(other), None)?;
+        ensure!(status == 202, "registering at the issuer answered {status}");
+        let stranger = sign_in(issuer_port, other)?;
+        realtime_check::check(start_verifier, verifier_port, &token, &stranger, &dest)?;
+    }
     let caller = contract::Caller {
         label: "an account of the issuer",
         token: Some(&token),

@@ -20,6 +20,7 @@ mod new;
 mod options;
 mod preflight;
 mod probe;
+mod realtime_check;
 mod redis_tls;
 mod service;
 mod snapshots;

@@ -61,6 +61,12 @@ const LOCAL_DATABASE: &[Tool] = &[
 ];
 
 /// What the development Redis of a case with `redis` needs, started by its own `db up`.
+/// The realtime cases' check, which installs socket.io-client from npm and runs it.
+const REALTIME: &[Tool] = &[
+    tool("node", "the socket.io-client check of the realtime cases", "apt-get install nodejs"),
+    tool("npm", "installing socket.io-client for that check", "apt-get install npm"),
+];
+
 const LOCAL_REDIS: &[Tool] = &[tool(
     "redis-server",
     "the redis cases' own Redis",
@@ -117,6 +123,9 @@ pub fn check(plan: &Plan) -> anyhow::Result<()> {
         if plan.cases.iter().any(|case| case.on("redis")) {
             needed.extend(LOCAL_REDIS);
         }
+    }
+    if plan.cases.iter().any(|case| case.on("realtime")) {
+        needed.extend(REALTIME);
     }
     if plan.cases.iter().any(|case| case.bench) {
         needed.extend(BENCH);

@@ -19,7 +19,7 @@ use xshell::{Shell, cmd};
 use crate::conventions;
 use crate::generate::{self, repo_root, scratch_dir, shared_target_dir};
 use crate::merge::{self, merge};
-use crate::options::{Declaration, Shape};
+use crate::options::{Declaration, Shape, Value};
 
 const DESCRIPTION: &str = "Snapshot service";
 /// A port no other setting uses, so that any place the manifests name it is found.
@@ -75,6 +75,19 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     println!("wrote template/openapi.json");
 
+    let realtime = services
+        .iter()
+        .filter(|service| service.shape.get("realtime") == Some(&Value::Bool(true)))
+        .map(|service| service.asyncapi(&sh))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first = realtime.first().context("no sample shape has realtime")?;
+    ensure!(
+        realtime.iter().all(|document| document == first),
+        "the realtime document differs between shapes"
+    );
+    std::fs::write(template.join("asyncapi.json"), first)?;
+    println!("wrote template/asyncapi.json");
+
     let mut manifests: BTreeMap<String, Vec<(Shape, String)>> = BTreeMap::new();
     for service in &services {
         for (file, text) in service.manifests(&sh)? {
@@ -124,6 +137,15 @@ impl Service {
         info.insert("title".into(), "{{project-name}}".into());
         info.insert("description".into(), "{{description}}".into());
         Ok(document)
+    }
+
+    /// Its AsyncAPI document, with its name as a placeholder.
+    fn asyncapi(&self, sh: &Shell) -> anyhow::Result<String> {
+        let _dir = sh.push_dir(&self.project);
+        let text = cmd!(sh, "cargo run --quiet -- asyncapi").read()?;
+        let text = text.replace(&format!("\"{} realtime\"", self.name), "\"{{project-name}} realtime\"");
+        ensure!(!text.contains("snapshot-"), "the AsyncAPI document names the snapshot service");
+        Ok(text + "\n")
     }
 
     /// Its rendered Kubernetes manifests by file name, with its name and port as placeholders.

@@ -160,7 +160,7 @@ fn run_case(
     }
     if case.is("auth", "verifier") {
         section("tokens of an issuer generated from this template");
-        issuer_check::check(sh, &project, &case.name, &database.port, case.on("example"))?;
+        issuer_check::check(sh, &project, &case.name, &database.port, case)?;
     }
     if case.bench {
         section("benchmarks (quick)");

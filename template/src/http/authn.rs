@@ -113,20 +113,32 @@ impl FromRequestParts<AppState> for CurrentUser {
             if !parts.headers.contains_key(header::AUTHORIZATION) {
                 return Err(MISSING);
             }
-            let token = bearer(&parts.headers).ok_or(INVALID)?;
-            state.auth.tokens.verify_access(token).await.map_err(|reason| {
-                state.metrics.security_event("token_refused");
-                tracing::info!(target: "security", event = "token_refused", reason = %reason, "access token refused");
-                INVALID
-            })?
+            verify(state, bearer(&parts.headers).ok_or(INVALID)?).await?
         };
+        Self::holding(state, &claims).await
+    }
+}
+
+impl CurrentUser {
+    /// The account of verified `claims`, with its permissions as they are now.
+    pub async fn holding(state: &AppState, claims: &AccessClaims) -> Result<Self, ApiError> {
         // No permissions means the account may no longer act (disabled or deleted).
-        let permissions = state.auth.permissions(&state.db, &claims).await?.ok_or(INVALID)?;
+        let permissions = state.auth.permissions(&state.db, claims).await?.ok_or(INVALID)?;
         Ok(Self {
             id: claims.sub,
             permissions,
         })
     }
+}
+
+/// Checks an access token however it arrived; a refusal is a security event and reads the same
+/// whatever the reason.
+pub async fn verify(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {
+    state.auth.tokens.verify_access(token).await.map_err(|reason| {
+        state.metrics.security_event("token_refused");
+        tracing::info!(target: "security", event = "token_refused", reason = %reason, "access token refused");
+        INVALID
+    })
 }
 
 /// A permission, as a type, for [`Authorized`].

@@ -61,7 +61,14 @@ use crate::AppState;
 /// The whole service: every route behind the middleware stack, ready to serve or to drive
 /// from tests.
 pub fn app(state: AppState) -> Router {
+{%- if realtime %}
+    // Outermost: a WebSocket handshake needs none of the request middleware, and answers at
+    // once, so no request timeout or concurrency slot should hold it.
+    let realtime = crate::realtime::layer(&state);
+    assemble(api_routes(), state).layer(realtime)
+{%- else %}
     assemble(api_routes(), state)
+{%- endif %}
 }
 
 /// The API's own routes (under `/api/v1`), without middleware.

@@ -24,8 +24,11 @@ use crate::domain::project::{self as domain, ProjectSort};
 {%- if redis %}
 use crate::domain::scope::Scope;
 {%- endif %}
+{%- if realtime or jobs %}
+use crate::events::EventType;
+{%- endif %}
 {%- if jobs %}
-use crate::webhooks::{self, EventType};
+use crate::webhooks;
 {%- endif %}
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -337,6 +340,12 @@ async fn update_project(
 {%- if redis %}
     state.project_cache.invalidate(id).await;
 {%- endif %}
+{%- if realtime %}
+    state
+        .realtime
+        .announce(EventType::ProjectUpdated, project.id, &project)
+        .await;
+{%- endif %}
     Ok((etag(project.version), Json(project)))
 }
 
@@ -359,23 +368,33 @@ async fn delete_project(
     Path(id): Path<Uuid>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
+{%- if jobs or realtime %}
+    // Read first, while the project is there to be announced; a refused delete rolls back.
+    let mut conn = state.db.begin().await?;
+    let project = db::projects::find(&mut conn, user.scope(), id)
+        .await?
+        .map(Project::from);
 {%- if jobs %}
     // The change and the deliveries it causes commit together.
-    let mut conn = state.db.begin().await?;
-    // Announced first, while the project is there to be read; a refused delete rolls it back.
-    if let Some(project) = db::projects::find(&mut conn, user.scope(), id).await? {
-        webhooks::announce(&mut conn, id, EventType::ProjectDeleted, &Project::from(project)).await?;
+    if let Some(project) = &project {
+        webhooks::announce(&mut conn, id, EventType::ProjectDeleted, project).await?;
     }
+{%- endif %}
 {%- else %}
     let mut conn = state.db.acquire().await?;
 {%- endif %}
     let outcome = db::projects::delete(&mut conn, user.scope(), id, if_match.expected()).await?;
     if_match.outcome(outcome, NOT_FOUND)?;
-{%- if jobs %}
+{%- if jobs or realtime %}
     db::commit(conn).await?;
 {%- endif %}
 {%- if redis %}
     state.project_cache.invalidate(id).await;
+{%- endif %}
+{%- if realtime %}
+    if let Some(project) = &project {
+        state.realtime.announce(EventType::ProjectDeleted, id, project).await;
+    }
 {%- endif %}
     Ok(StatusCode::NO_CONTENT)
 }

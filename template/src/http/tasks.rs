@@ -21,8 +21,11 @@ use crate::AppState;
 use crate::db;
 use crate::domain::page::{Direction, PageSize};
 use crate::domain::task::{self as domain, TaskSort};
+{%- if realtime or jobs %}
+use crate::events::EventType;
+{%- endif %}
 {%- if jobs %}
-use crate::webhooks::{self, EventType};
+use crate::webhooks;
 {%- endif %}
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -293,6 +296,12 @@ async fn create_task(
     webhooks::announce(&mut conn, task.project_id, EventType::TaskCreated, &task).await?;
     db::commit(conn).await?;
 {%- endif %}
+{%- if realtime %}
+    state
+        .realtime
+        .announce(EventType::TaskCreated, task.project_id, &task)
+        .await;
+{%- endif %}
     let location = format!("/api/v1/tasks/{}", task.id);
     Ok((
         StatusCode::CREATED,
@@ -353,17 +362,37 @@ async fn update_task(
     if changes.is_empty() {
         return Err(ApiError::Unprocessable("send at least one field to change".to_owned()));
     }
-{%- if jobs %}
-    // The change and the deliveries it causes commit together.
+{%- if jobs or realtime %}
     let mut conn = state.db.begin().await?;
 {%- else %}
     let mut conn = state.db.acquire().await?;
 {%- endif %}
+{%- if realtime %}
+    // A task moving to another project leaves the old project's room too, which hears of it.
+    let moved_from = match changes.project_id {
+        Some(_) => db::tasks::find(&mut conn, user.scope(), id)
+            .await?
+            .map(|task| task.project_id),
+        None => None,
+    };
+{%- endif %}
     let outcome = db::tasks::update(&mut conn, user.scope(), id, expected, &changes).await?;
     let task = Task::from(if_match.outcome(outcome, NOT_FOUND)?);
 {%- if jobs %}
+    // The change and the deliveries it causes commit together.
     webhooks::announce(&mut conn, task.project_id, EventType::TaskUpdated, &task).await?;
+{%- endif %}
+{%- if jobs or realtime %}
     db::commit(conn).await?;
+{%- endif %}
+{%- if realtime %}
+    state
+        .realtime
+        .announce(EventType::TaskUpdated, task.project_id, &task)
+        .await;
+    if let Some(old) = moved_from.filter(|old| *old != task.project_id) {
+        state.realtime.announce(EventType::TaskUpdated, old, &task).await;
+    }
 {%- endif %}
     Ok((etag(task.version), Json(task)))
 }
@@ -387,20 +416,31 @@ async fn delete_task(
     Path(id): Path<Uuid>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
+{%- if jobs or realtime %}
+    // Read first, while the task is there to be announced; a refused delete rolls back.
+    let mut conn = state.db.begin().await?;
+    let task = db::tasks::find(&mut conn, user.scope(), id).await?.map(Task::from);
 {%- if jobs %}
     // The change and the deliveries it causes commit together.
-    let mut conn = state.db.begin().await?;
-    // Announced first, while the task is there to be read; a refused delete rolls it back.
-    if let Some(task) = db::tasks::find(&mut conn, user.scope(), id).await? {
-        webhooks::announce(&mut conn, task.project_id, EventType::TaskDeleted, &Task::from(task)).await?;
+    if let Some(task) = &task {
+        webhooks::announce(&mut conn, task.project_id, EventType::TaskDeleted, task).await?;
     }
+{%- endif %}
 {%- else %}
     let mut conn = state.db.acquire().await?;
 {%- endif %}
     let outcome = db::tasks::delete(&mut conn, user.scope(), id, if_match.expected()).await?;
     if_match.outcome(outcome, NOT_FOUND)?;
-{%- if jobs %}
+{%- if jobs or realtime %}
     db::commit(conn).await?;
+{%- endif %}
+{%- if realtime %}
+    if let Some(task) = &task {
+        state
+            .realtime
+            .announce(EventType::TaskDeleted, task.project_id, task)
+            .await;
+    }
 {%- endif %}
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,10 +13,9 @@ mod metrics;
 mod prune;
 pub mod signature;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use breaker::Breakers;
@@ -26,50 +25,8 @@ pub use metrics::WebhookMetrics;
 pub use prune::PruneDeliveries;
 
 use crate::db;
+pub use crate::events::EventType;
 use crate::jobs::{self, EnqueueError, Options};
-
-/// What happened; an endpoint subscribes to some of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-pub enum EventType {
-    #[serde(rename = "project.created")]
-    ProjectCreated,
-    #[serde(rename = "project.updated")]
-    ProjectUpdated,
-    #[serde(rename = "project.deleted")]
-    ProjectDeleted,
-    #[serde(rename = "task.created")]
-    TaskCreated,
-    #[serde(rename = "task.updated")]
-    TaskUpdated,
-    #[serde(rename = "task.deleted")]
-    TaskDeleted,
-}
-
-impl EventType {
-    pub const ALL: [Self; 6] = [
-        Self::ProjectCreated,
-        Self::ProjectUpdated,
-        Self::ProjectDeleted,
-        Self::TaskCreated,
-        Self::TaskUpdated,
-        Self::TaskDeleted,
-    ];
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|event| event.as_str() == name)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ProjectCreated => "project.created",
-            Self::ProjectUpdated => "project.updated",
-            Self::ProjectDeleted => "project.deleted",
-            Self::TaskCreated => "task.created",
-            Self::TaskUpdated => "task.updated",
-            Self::TaskDeleted => "task.deleted",
-        }
-    }
-}
 
 /// The body of a delivery, in the shape Standard Webhooks recommends.
 #[derive(Debug, Serialize)]

@@ -26,6 +26,14 @@ impl TestApp {
             .await
             .expect("insert user")
             .expect("a new address");
+        drop(conn);
+        let token = self.token_for(id).await;
+        TestUser { id, token }
+    }
+
+    /// An access token of a new session of the account `id`.
+    pub async fn token_for(&self, id: Uuid) -> String {
+        let mut conn = self.state.db.acquire().await.expect("connection");
         let (_, refresh_hash) = service::auth::refresh::generate().expect("refresh token");
         let session =
             db::refresh_tokens::start_family(&mut conn, id, &refresh_hash, self.state.config.auth.session_lifetimes())
@@ -36,13 +44,11 @@ impl TestApp {
             .expect("permissions")
             .expect("an active account")
             .permissions;
-        let token = self
-            .state
+        self.state
             .auth
             .tokens
             .issue_access(id, session, &permissions)
-            .expect("access token");
-        TestUser { id, token }
+            .expect("access token")
     }
 }
 

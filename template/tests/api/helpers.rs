@@ -80,6 +80,9 @@ pub fn test_config(database_url: &str) -> Config {
         // Replaced by `TestApp::spawn_with` with a test's own server and key prefix.
         redis: service::redis::RedisConfig::default(),
 {%- endif %}
+{%- if realtime %}
+        realtime: service::realtime::RealtimeConfig::default(),
+{%- endif %}
     }
 }
 
@@ -104,7 +107,7 @@ impl TestApp {
         configure(&mut config);
         Self::start(config, database, extra_routes{% if auth == "verifier" %}, issuer{% endif %}{% if redis %}, redis{% endif %}).await
     }
-{%- if auth == "issuer" %}
+{%- if auth == "issuer" or realtime %}
 
     /// Another instance of the service on this one's database and settings, as another
     /// replica in the same deployment would be.
@@ -112,7 +115,7 @@ impl TestApp {
         self.replica_with(Router::new()).await
     }
 {%- endif %}
-{%- if auth == "issuer" or redis %}
+{%- if auth == "issuer" or redis or realtime %}
 
     /// A replica with extra API routes, as [`TestApp::spawn_with`] takes them.
     pub async fn replica_with(&self, extra_routes: Router<AppState>) -> Self {
@@ -153,6 +156,9 @@ impl TestApp {
         let db = Database::connect(&config.database).expect("valid database settings");
         let state = AppState::new(config, db).expect("valid auth settings");
         let router = http::assemble(http::api_routes().merge(extra_routes), state.clone());
+{%- if realtime %}
+        let router = router.layer(service::realtime::layer(&state));
+{%- endif %}
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let address = listener.local_addr().expect("local address");
@@ -165,6 +171,9 @@ impl TestApp {
                 lifecycle.start_draining();
             };
             server::serve(listener, router, &server_state, signal).await;
+{%- if realtime %}
+            server_state.realtime.close().await;
+{%- endif %}
         });
         let client = http_client()
             .redirect(reqwest::redirect::Policy::none())
@@ -262,6 +271,18 @@ pub async fn all_pages(app: &TestApp, first: &str, limit: usize) -> Vec<Value> {
             None => return items,
         }
     }
+}
+
+/// The value of the metric series that starts with `series`, 0 when there is none yet.
+#[allow(dead_code, reason = "tests of optional parts use it")]
+pub async fn metric(app: &TestApp, series: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(series)?;
+            rest.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Reads a response as JSON, with the status and body in the panic message when it is not.

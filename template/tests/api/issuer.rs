@@ -185,4 +185,10 @@ impl TestApp {
             token: self.issuer.token(id, scope),
         }
     }
+
+    /// Another access token of the account `id`, of role `user`; async like the issuer's.
+    #[allow(dead_code, clippy::unused_async, reason = "for realtime tests")]
+    pub async fn token_for(&self, id: Uuid) -> String {
+        self.issuer.token(id, "")
+    }
 }

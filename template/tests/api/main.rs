@@ -51,3 +51,8 @@ mod webhooks;
 
 mod redis;
 {%- endif %}
+{%- if realtime %}
+
+mod realtime;
+mod realtime_limits;
+{%- endif %}

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{TestApp, json};
+use crate::helpers::{TestApp, json, metric};
 use crate::rate_limits::assert_limited;
 
 /// The Redis image used when no `REDIS_URL` is set; the same image as compose.
@@ -173,17 +173,6 @@ async fn anonymous(app: &TestApp) -> Response {
         .send()
         .await
         .expect("request failed")
-}
-
-/// The value of the metric series that starts with `series`, 0 when there is none yet.
-async fn metric(app: &TestApp, series: &str) -> u64 {
-    let text = app.get("/metrics").await.text().await.expect("metrics");
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(series)?;
-            rest.rsplit(' ').next()?.parse().ok()
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ pub enum Command {
     Db(Db),
     /// Start the database, migrate, and run the service.
     Dev(Dev),
-    /// Write openapi.json, or check that it is current.
+    /// Write the API documents (openapi.json{% if realtime %}, asyncapi.json{% endif %}), or check that they are current.
     Openapi(Openapi),
     /// The service image and a local stack of it with PostgreSQL.
     #[command(subcommand)]
@@ -178,7 +178,7 @@ pub struct Dev {
 
 #[derive(Debug, Args)]
 pub struct Openapi {
-    /// Fail if openapi.json differs from what the code produces, instead of writing it.
+    /// Fail if a document differs from what the code produces, instead of writing it.
     #[arg(long)]
     pub check: bool,
 }

@@ -4,7 +4,8 @@
 //! as ratios to that hello-world, against the committed `bench/baseline.json`, and each
 //! scenario also reports the server's CPU time per request, the steadier figure. With two or
 //! more cores the service, hello-world and a local PostgreSQL run on one half of them and wrk
-//! on the other. A service with background jobs also gets its queue measured (`queue`).{% if redis and auth == "issuer" %}
+//! on the other. A service with background jobs also gets its queue measured (`queue`){% if realtime and auth == "issuer" %},
+//! and realtime its idle connections' memory and the delay of a change to a room (`realtime`){% endif %}.{% if redis and auth == "issuer" %}
 //! With Redis, the main read runs again in services of their own{% if example %} without the cache and{% endif %} with
 //! the rate limits on, to show what each costs.{% endif %}
 
@@ -107,6 +108,11 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     let hello = load.measure(hello_target, &hello_world)?;
     let (measurements, main_read) = endpoints(service, &load)?;
     memory.after_load = host::rss_kib(service.pid);
+{%- if realtime and auth == "issuer" %}
+    let realtime = realtime(&binaries, service, placement.load_cpus.as_deref())?;
+{%- else %}
+    let realtime = None;
+{%- endif %}
 {%- if redis and auth == "issuer" %}
     let mut measurements = measurements;
     redis_variants(
@@ -134,7 +140,15 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     }
 
     let write_report = |hello: &Measurement, measurements: &[Measurement]| {
-        write_report(&out, hello, measurements, &memory, &placement, queue.as_ref())
+        write_report(
+            &out,
+            hello,
+            measurements,
+            &memory,
+            &placement,
+            queue.as_ref(),
+            realtime.as_ref(),
+        )
     };
     let ratios = write_report(&hello, &measurements)?;
     compare(flags, &ratios, || {
@@ -161,6 +175,10 @@ fn serve(binaries: &std::path::Path, url: &str, port: u16, cpus: Option<&str>) -
         // One client address sending thousands of requests a second, over 64 connections
         // when two scenarios run at once, is the point here.
         .env("APP_RATE_LIMIT__ENABLED", "false")
+{%- if realtime %}
+        // So are thousands of realtime connections of one account.
+        .env("APP_REALTIME__MAX_CONNECTIONS_PER_ACCOUNT", "100000")
+{%- endif %}
         .env("APP_SERVER__MAX_CONNECTIONS_PER_CLIENT", "1024")
         // The allocator setting of the image (docker/Dockerfile).
         .env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=262144");
@@ -244,6 +262,9 @@ fn criterion(sh: &Shell, flags: &Bench) -> anyhow::Result<()> {
     Ok(criterion.run()?)
 }
 
+/// The benchmark's account, registered by [`endpoints`].
+const CREDENTIALS: &str = r#"{"email":"bench@example.com","password":"a benchmark passphrase"}"#;
+
 /// Loads health always; then, signed in as one account, the resource's routes when the service
 /// has them, create first, which leaves thousands of records behind for list and get to read;
 /// then sign-in, an authenticated read, and health next to a sign-in flood, whose latency must
@@ -257,10 +278,9 @@ fn endpoints(service: Target, load: &Load) -> anyhow::Result<(Vec<Measurement>, 
     if !spec.contains("\"/api/v1/auth/login\"") {
         return Ok((measurements, health));
     }
-    let credentials = r#"{"email":"bench@example.com","password":"a benchmark passphrase"}"#;
-    let (status, _) = http(port, "POST", "/api/v1/auth/register", Some(credentials), None)?;
+    let (status, _) = http(port, "POST", "/api/v1/auth/register", Some(CREDENTIALS), None)?;
     ensure!(status == 202, "registering the benchmark account answered {status}");
-    let (_, session) = http(port, "POST", "/api/v1/auth/login", Some(credentials), None)?;
+    let (_, session) = http(port, "POST", "/api/v1/auth/login", Some(CREDENTIALS), None)?;
     let session: Value = serde_json::from_str(&session).context("the login endpoint returned invalid JSON")?;
     let token = session["access_token"].as_str().context("no access token")?;
     let signed_in = |name, path: &str| Scenario {
@@ -283,7 +303,7 @@ fn endpoints(service: Target, load: &Load) -> anyhow::Result<(Vec<Measurement>, 
         main_read = get;
     }
     let login = Scenario {
-        body: Body::Fixed(credentials.to_owned()),
+        body: Body::Fixed(CREDENTIALS.to_owned()),
         may_shed: true,
         ..Scenario::get("login", "/api/v1/auth/login")
     };
@@ -321,6 +341,40 @@ fn queue(binaries: &std::path::Path, url: &str, cpus: Option<&str>) -> anyhow::R
     Ok(Some(figures))
 }
 
+{%- if realtime and auth == "issuer" %}
+
+/// Realtime's benchmark (`examples/realtime.rs`) against the running service, as the
+/// benchmark account in a project of its own, from the load's CPUs.
+fn realtime(binaries: &std::path::Path, service: Target, cpus: Option<&str>) -> anyhow::Result<Option<Value>> {
+    println!("load: realtime");
+    let port = service.port;
+    let (_, session) = http(port, "POST", "/api/v1/auth/login", Some(CREDENTIALS), None)?;
+    let session: Value = serde_json::from_str(&session).context("the login endpoint returned invalid JSON")?;
+    let token = session["access_token"].as_str().context("no access token")?;
+    let (status, project) = http(
+        port,
+        "POST",
+        "/api/v1/projects",
+        Some(r#"{"name":"Realtime benchmark"}"#),
+        Some(token),
+    )?;
+    ensure!(status == 201, "creating the benchmark's project answered {status}");
+    let project: Value = serde_json::from_str(&project).context("the create endpoint returned invalid JSON")?;
+    let output = host::pinned(&binaries.join("examples").join("realtime"), cpus)
+        .env("REALTIME_PORT", port.to_string())
+        .env("REALTIME_PID", service.pid.to_string())
+        .env("REALTIME_TOKEN", token)
+        .env("REALTIME_PROJECT", project["id"].as_str().context("no project id")?)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot start the realtime benchmark")?;
+    ensure!(output.status.success(), "realtime benchmark failed: {}", output.status);
+    let line = String::from_utf8_lossy(&output.stdout);
+    let figures = serde_json::from_str(line.trim()).context("the realtime benchmark printed no figures")?;
+    Ok(Some(figures))
+}
+{%- endif %}
+
 /// Writes `report.json` and `report.md` into `out`, prints the table, and returns each
 /// endpoint's throughput as a ratio to hello-world's.
 fn write_report(
@@ -330,6 +384,7 @@ fn write_report(
     memory: &Memory,
     placement: &Placement,
     queue: Option<&Value>,
+    realtime: Option<&Value>,
 ) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut report = report(hello, measurements, memory, placement);
     let mut markdown = markdown(hello, measurements, memory);
@@ -346,6 +401,23 @@ fn write_report(
             figure("jobs_per_sec"),
             figure("pickup_p50_ms"),
             figure("pickup_p99_ms"),
+        );
+    }
+    if let Some(realtime) = realtime {
+        report["realtime"] = realtime.clone();
+        let figure = |key: &str| realtime[key].as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            markdown,
+            "Realtime: {} idle connections cost {:.1} KiB each (resident memory {} KiB before, {} KiB with them); \
+             a change reached {} clients in one room p50 {:.2} ms, p99 {:.2} ms after its write was sent ({} writes).",
+            realtime["idle_connections"],
+            figure("kib_per_idle_connection"),
+            realtime["rss_before_kib"],
+            realtime["rss_connected_kib"],
+            realtime["room_clients"],
+            figure("delivery_p50_ms"),
+            figure("delivery_p99_ms"),
+            realtime["writes"],
         );
     }
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)? + "\n")?;

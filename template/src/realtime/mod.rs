@@ -1,0 +1,126 @@
+//! Realtime: Socket.IO (protocol v5, what socket.io-client 3 and 4 speak) on the service's own
+//! port, WebSocket transport only. Clients authenticate in the handshake ([`connect`]), join
+//! the rooms of the projects they may read ([`rooms`]), and hear every change to those
+//! projects and their tasks after it commits. A change is published once
+//! ([`Realtime::announce`]) to every replica ([`fanout`]: PostgreSQL NOTIFY{% if redis %}, here Redis
+//! pub/sub{% endif %}), and each replica's [`hub`] hands it to its own clients in the room. No
+//! sticky sessions are needed: a connection lives on one replica, and every replica hears
+//! every change.
+
+mod config;
+mod connect;
+mod fanout;
+mod hub;
+mod metrics;
+pub mod protocol;
+mod rooms;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SocketIo, TransportType};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use config::RealtimeConfig;
+pub use fanout::Fanout;
+pub use metrics::RealtimeMetrics;
+
+use self::hub::Hub;
+use self::protocol::Change;
+use crate::AppState;
+use crate::events::EventType;
+
+/// Publishes changes, and serves the clients of the router it is layered on.
+#[derive(Debug)]
+pub struct Realtime {
+    fanout: Fanout,
+    metrics: RealtimeMetrics,
+    closing: watch::Sender<bool>,
+    hubs: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Realtime {
+    pub fn new(fanout: Fanout, metrics: RealtimeMetrics) -> Self {
+        Self {
+            fanout,
+            metrics,
+            closing: watch::Sender::new(false),
+            hubs: Mutex::default(),
+        }
+    }
+
+    /// Tells the clients in the project's room, on every replica, that `data` changed. Call it
+    /// after the change committed: a change that rolled back must not be heard. A change that
+    /// cannot be published is logged and counted, not failed: it committed.
+    pub async fn announce(&self, kind: EventType, project_id: Uuid, data: &impl Serialize) {
+        let change = Change {
+            id: Uuid::now_v7(),
+            kind,
+            project_id,
+            data,
+        };
+        let published = match serde_json::to_string(&change) {
+            Ok(message) => self.fanout.publish(&message).await,
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = published {
+            self.metrics.publish_failure();
+            tracing::error!(
+                error = format!("{err:#}"),
+                event = kind.as_str(),
+                %project_id,
+                "a committed change could not be sent to realtime clients"
+            );
+        }
+    }
+
+    /// Closes every connection (clients reconnect elsewhere) once the server stopped accepting.
+    pub async fn close(&self) {
+        self.closing.send_replace(true);
+        let hubs = std::mem::take(&mut *self.hubs.lock().unwrap_or_else(PoisonError::into_inner));
+        for hub in hubs {
+            if tokio::time::timeout(Duration::from_secs(5), hub).await.is_err() {
+                tracing::warn!("realtime connections still open at exit");
+            }
+        }
+    }
+}
+
+/// The Socket.IO endpoint (`/socket.io/`) in front of `state`'s routes, and the task that
+/// hands it the changes the replicas publish. Must be called inside a Tokio runtime.
+pub fn layer(state: &AppState) -> SocketIoLayer {
+    let config = &state.config.realtime;
+    let hub = Arc::new(Hub::new(config.clone(), state.realtime.metrics.clone()));
+    let (layer, io) = SocketIo::builder()
+        .transports([TransportType::Websocket])
+        .max_buffer_size(config.send_buffer)
+        .ws_max_message_size(config.max_message_bytes)
+        .ws_max_frame_size(config.max_message_bytes)
+        // Clients send little; a smaller read buffer keeps idle connections cheap.
+        .ws_read_buffer_size(1024)
+        .ping_interval(config.ping_interval())
+        .ping_timeout(config.ping_timeout())
+        .connect_timeout(Duration::from_secs(10))
+        .with_state(state.clone())
+        .with_state(Arc::clone(&hub))
+        .build_layer();
+    io.ns("/", connect::connected.with(connect::authenticate));
+    let task = tokio::spawn(hub::run(
+        hub,
+        io,
+        state.realtime.fanout.listen(),
+        state.realtime.closing.subscribe(),
+    ));
+    state
+        .realtime
+        .hubs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(task);
+    layer
+}

@@ -1,0 +1,80 @@
+//! `join` and `leave`: a room per project, joined only by an account that may read the
+//! project, checked in SQL like every other read. Another account's project is refused
+//! exactly like a missing one, and a refused join is a security event.
+
+use std::sync::Arc;
+
+use socketioxide::ParserError;
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use super::connect::Caller;
+use super::hub::Hub;
+use super::protocol::{Ack, Join, Leave};
+use crate::AppState;
+use crate::db;
+use crate::http::authn::CurrentUser;
+use crate::http::error::ApiError;
+
+pub async fn join(
+    socket: SocketRef,
+    TryData(body): TryData<Join>,
+    ack: AckSender,
+    State(state): State<AppState>,
+    State(hub): State<Arc<Hub>>,
+) {
+    let reply = async {
+        let presence = hub.admit(&socket)?;
+        let body = body.map_err(|err| bad_payload(&hub, &err))?;
+        let Caller(claims) = socket
+            .extensions
+            .get::<Caller>()
+            .ok_or_else(|| Ack::failed("unauthorized", "the connection is not authenticated"))?;
+        // Permissions as they are now, not as they were at the handshake.
+        let user = CurrentUser::holding(&state, &claims).await.map_err(refusal)?;
+        let mut conn = state.db.acquire().await.map_err(|err| refusal(err.into()))?;
+        let project = db::projects::find(&mut conn, user.scope(), body.project_id)
+            .await
+            .map_err(|err| refusal(err.into()))?;
+        drop(conn);
+        if project.is_none() {
+            state.metrics.security_event("realtime_join_refused");
+            tracing::warn!(
+                target: "security",
+                event = "realtime_join_refused",
+                user_id = %user.id,
+                project_id = %body.project_id,
+                "realtime join refused"
+            );
+            return Err(Ack::failed("not_found", "project not found"));
+        }
+        Ok(hub.join(&socket, &presence, body.project_id, body.since))
+    };
+    let _ = ack.send(&reply.await.unwrap_or_else(|refusal| refusal));
+}
+
+pub async fn leave(socket: SocketRef, TryData(body): TryData<Leave>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+    let reply = (|| {
+        let presence = hub.admit(&socket)?;
+        let body = body.map_err(|err| bad_payload(&hub, &err))?;
+        presence.leave(&socket, body.project_id);
+        Ok(Ack::done())
+    })();
+    let _ = ack.send(&reply.unwrap_or_else(|refusal: Ack| refusal));
+}
+
+/// A payload of the wrong shape: refused with what was wrong, and counted.
+pub fn bad_payload(hub: &Hub, err: &ParserError) -> Ack {
+    hub.metrics.client_error("bad_payload");
+    Ack::failed("bad_payload", err.to_string())
+}
+
+/// An error on the way to an answer, as the client reads it; internal causes are logged.
+fn refusal(err: ApiError) -> Ack {
+    match err {
+        ApiError::Unauthorized { .. } => Ack::failed("unauthorized", "the access token is no longer valid"),
+        err => {
+            tracing::error!(error = %err, "realtime join failed");
+            Ack::failed("unavailable", "the service cannot answer now; try again shortly")
+        }
+    }
+}
