@@ -63,8 +63,16 @@ const LOCAL_DATABASE: &[Tool] = &[
 /// What the development Redis of a case with `redis` needs, started by its own `db up`.
 /// The realtime cases' check, which installs socket.io-client from npm and runs it.
 const REALTIME: &[Tool] = &[
-    tool("node", "the socket.io-client check of the realtime cases", "apt-get install nodejs"),
-    tool("npm", "installing socket.io-client for that check", "apt-get install npm"),
+    tool(
+        "node",
+        "the socket.io-client check of the realtime cases",
+        "apt-get install nodejs",
+    ),
+    tool(
+        "npm",
+        "installing socket.io-client for that check",
+        "apt-get install npm",
+    ),
 ];
 
 const LOCAL_REDIS: &[Tool] = &[tool(

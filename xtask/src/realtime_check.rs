@@ -81,7 +81,15 @@ pub fn check(
     )?;
     let project_id = project["id"].as_str().context("the project has no id")?;
     let output = Command::new("node")
-        .args(["-e", CLIENT, &port.to_string(), &replica_port.to_string(), owner, stranger, project_id])
+        .args([
+            "-e",
+            CLIENT,
+            &port.to_string(),
+            &replica_port.to_string(),
+            owner,
+            stranger,
+            project_id,
+        ])
         .env("NODE_PATH", &modules)
         .output()
         .context("node is missing")?;
@@ -126,7 +134,10 @@ fn install_client() -> anyhow::Result<PathBuf> {
             .arg(format!("socket.io-client@{SOCKET_IO_CLIENT_VERSION}"))
             .status()
             .context("npm is missing")?;
-        ensure!(status.success(), "npm could not install socket.io-client {SOCKET_IO_CLIENT_VERSION}");
+        ensure!(
+            status.success(),
+            "npm could not install socket.io-client {SOCKET_IO_CLIENT_VERSION}"
+        );
     }
     Ok(modules)
 }

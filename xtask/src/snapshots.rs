@@ -144,7 +144,10 @@ impl Service {
         let _dir = sh.push_dir(&self.project);
         let text = cmd!(sh, "cargo run --quiet -- asyncapi").read()?;
         let text = text.replace(&format!("\"{} realtime\"", self.name), "\"{{project-name}} realtime\"");
-        ensure!(!text.contains("snapshot-"), "the AsyncAPI document names the snapshot service");
+        ensure!(
+            !text.contains("snapshot-"),
+            "the AsyncAPI document names the snapshot service"
+        );
         Ok(text + "\n")
     }
 

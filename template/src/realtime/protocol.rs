@@ -85,8 +85,8 @@ pub enum Ack {
 /// Why a client event was refused.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AckError {
-    /// `bad_payload`, `not_found`, `too_many_rooms`, `rate_limited`, `unauthorized`,
-    /// `unavailable` or `unknown_event`.
+    /// `bad_payload`, `not_found`, `too_many_rooms`, `rate_limited`, `slow_consumer`,
+    /// `unauthorized`, `unavailable` or `unknown_event`.
     pub code: &'static str,
     pub message: String,
 }
