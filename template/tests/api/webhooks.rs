@@ -435,7 +435,16 @@ async fn one_trace_spans_the_request_the_job_and_the_delivery() {
     let (receiver, hook) = Receiver::start(&[]).await;
     let (collector, otlp) = Collector::start().await;
     let port = free_port();
-    let child = running("serve", &app.database.url, port)
+    let mut command = running("serve", &app.database.url, port);
+{%- if auth == "verifier" %}
+    // Trusting the test's issuer, as the app does.
+    let auth = &app.state.config.auth;
+    command
+        .env("APP_AUTH__ISSUER", &auth.issuer)
+        .env("APP_AUTH__AUDIENCE", &auth.audience)
+        .env("APP_AUTH__JWKS_URL", &auth.jwks_url);
+{%- endif %}
+    let child = command
         .env("APP_TELEMETRY__OTLP_ENDPOINT", format!("http://{otlp}"))
         .spawn()
         .expect("start the service");
