@@ -5,8 +5,8 @@
 //!
 //! Sending never waits: each connection has a bounded buffer, and a connection whose buffer
 //! is full (it stopped reading) is a slow consumer. It is dropped from its rooms at once, so
-//! nobody else waits for it, and disconnected; when even the disconnect packet finds no room,
-//! the next ping does, which closes the transport.
+//! nobody else waits for it, and disconnected: the disconnect packet is tried again until the
+//! client reads, unless a ping finds the buffer full first, which closes the transport.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
@@ -28,6 +28,9 @@ use super::fanout::Heard;
 use super::metrics::RealtimeMetrics;
 use super::protocol::Ack;
 use crate::events::EventType;
+
+/// How often a slow consumer's disconnect is tried again.
+const RETRY_DISCONNECT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The room of a project's changes.
 pub fn room(project_id: Uuid) -> String {
@@ -263,8 +266,19 @@ impl Hub {
             socket.leave(room(project_id));
             presence.left(project_id);
         }
-        // Needs room in the same buffer; without it, the next ping closes the transport.
-        let _ = socket.clone().disconnect();
+        // The disconnect needs room in the same buffer: tried until the client reads again, or
+        // until a ping finds the buffer full and closes the transport.
+        let socket = socket.clone();
+        let give_up = self.config.ping_interval() + self.config.ping_timeout();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            while socket.connected() && started.elapsed() < give_up {
+                match socket.clone().disconnect() {
+                    Err(SocketError::InternalChannelFull) => tokio::time::sleep(RETRY_DISCONNECT).await,
+                    _ => return,
+                }
+            }
+        });
     }
 }
 
