@@ -46,6 +46,10 @@ enum Command {
     /// Print the AsyncAPI document of the realtime protocol.
     Asyncapi,
 {%- endif %}
+{%- if graphql %}
+    /// Print the GraphQL schema (SDL).
+    GraphqlSchema,
+{%- endif %}
     /// Exit 0 if the service on this host answers its liveness probe: a container HEALTHCHECK
     /// that needs no shell or curl in the image.
     Healthcheck,
@@ -126,6 +130,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
 {%- endif %}
+{%- if graphql %}
+    if let Command::GraphqlSchema = cli.command {
+        print!("{}", crate::http::graphql::sdl());
+        return Ok(());
+    }
+{%- endif %}
     let config = Config::load(&cli.config_dir)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
@@ -148,7 +158,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 {%- if auth == "issuer" %}
         Command::CreateAdmin { email } => runtime.block_on(create_admin::run(&config, &email)),
 {%- endif %}
-        Command::Openapi{% if realtime %} | Command::Asyncapi{% endif %} => unreachable!("handled above"),
+        Command::Openapi{% if realtime %} | Command::Asyncapi{% endif %}{% if graphql %} | Command::GraphqlSchema{% endif %} => {
+            unreachable!("handled above")
+        }
     }
 }
 

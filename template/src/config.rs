@@ -50,6 +50,10 @@ pub struct Config {
     #[serde(default)]
     pub realtime: crate::realtime::RealtimeConfig,
 {%- endif %}
+{%- if graphql %}
+    #[serde(default)]
+    pub graphql: crate::http::graphql::GraphqlConfig,
+{%- endif %}
 }
 
 /// Where the service runs; production tightens defaults such as the log format.
@@ -372,6 +376,9 @@ impl Config {
 {%- endif %}
 {%- if realtime %}
         self.realtime.validate()?;
+{%- endif %}
+{%- if graphql %}
+        self.graphql.validate()?;
 {%- endif %}
 {%- if redis %}
         self.redis.validate()?;

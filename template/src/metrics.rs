@@ -54,6 +54,9 @@ pub struct Metrics {
 {%- if realtime %}
     pub realtime: crate::realtime::RealtimeMetrics,
 {%- endif %}
+{%- if graphql %}
+    pub graphql: crate::http::graphql::GraphqlMetrics,
+{%- endif %}
 }
 
 /// Latency buckets in seconds, from 5 ms to 10 s.
@@ -110,6 +113,9 @@ impl Default for Metrics {
 {%- endif %}
 {%- if realtime %}
             realtime: crate::realtime::RealtimeMetrics::register(&mut registry),
+{%- endif %}
+{%- if graphql %}
+            graphql: crate::http::graphql::GraphqlMetrics::register(&mut registry),
 {%- endif %}
             registry,
             requests,

@@ -36,6 +36,10 @@ pub struct Shared {
 {%- if realtime %}
     pub realtime: crate::realtime::Realtime,
 {%- endif %}
+{%- if graphql %}
+    /// The GraphQL schema, built once with the configured limits.
+    pub graphql: crate::http::graphql::Graphql,
+{%- endif %}
 {%- if redis and example %}
     /// Projects by id, for every replica; each write to a project invalidates its entry.
     pub project_cache: crate::redis::cache::Cache<crate::http::projects::Project>,
@@ -78,6 +82,9 @@ impl AppState {
 {%- endif %}
 {%- if realtime %}
             realtime: crate::realtime::Realtime::new(fanout, metrics.realtime.clone()),
+{%- endif %}
+{%- if graphql %}
+            graphql: crate::http::graphql::schema(&config.graphql, metrics.graphql.clone()),
 {%- endif %}
 {%- if redis %}
             redis,

@@ -88,6 +88,10 @@ pub fn check_case(sh: &Shell, project: &Path, case: &Case, database: &DevDatabas
         realtime_check::check(replica, port, &account, &stranger, &dest)?;
     }
     check(sh, port, &dest, &[as_account])?;
+    if case.on("graphql") {
+        section("GraphQL contract (schemathesis)");
+        check_graphql(sh, port, &dest, &account, &dest.join("service.log"))?;
+    }
     if case.on("example") {
         section("writes through a database restart");
         faults::check_restart(port, &account, database)?;
@@ -153,6 +157,60 @@ pub fn check(sh: &Shell, port: u16, dest: &Path, callers: &[Caller]) -> anyhow::
         );
         println!("schemathesis as {}: {}", caller.label, summary(&text));
     }
+    Ok(())
+}
+
+/// Runs schemathesis against `/graphql` as the account of `token`: every operation of the
+/// schema the service introspects, fuzzed. It fails on a response outside the schema (a null
+/// in a non-null field, a body that is no GraphQL response), and afterwards on any 5xx the
+/// service counted for `/graphql` or any internal error in its log (`service_log`). Refusals
+/// with a reason (`NOT_FOUND`, `BAD_USER_INPUT`, ...) are answers, not failures: the two
+/// checks that count them as such are left out.
+pub fn check_graphql(sh: &Shell, port: u16, dest: &Path, token: &str, service_log: &Path) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{port}/graphql");
+    // Away from the service's schemathesis.toml, whose settings are the REST API's.
+    let _dir = sh.push_dir(dest);
+    let args = [
+        "run".to_owned(),
+        url,
+        format!("--max-examples={MAX_EXAMPLES}"),
+        format!("--seed={SEED}"),
+        "--workers=1".to_owned(),
+        "--exclude-checks=not_a_server_error,positive_data_acceptance".to_owned(),
+        "--header".to_owned(),
+        format!("Authorization: Bearer {token}"),
+    ];
+    let output = cmd!(sh, "st {args...}").ignore_status().quiet().output()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let log = dest.join("schemathesis-graphql.log");
+    std::fs::write(&log, &text)?;
+    ensure!(
+        output.status.success(),
+        "schemathesis found GraphQL answers outside the schema; the report is {}:\n{}",
+        log.display(),
+        failures(&text)
+    );
+    let (_, metrics) = probe::request(port, "GET", "/metrics", None, None)?;
+    let server_errors: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("http_requests_total{") && line.contains("route=\"/graphql\""))
+        .filter(|line| line.contains("status=\"5"))
+        .collect();
+    ensure!(
+        server_errors.is_empty(),
+        "/graphql answered with 5xx: {server_errors:?}"
+    );
+    let service = std::fs::read_to_string(service_log)?;
+    let internal = service
+        .lines()
+        .filter(|line| line.contains("graphql resolver failed"))
+        .count();
+    ensure!(
+        internal == 0,
+        "{internal} GraphQL resolvers failed internally; see {}",
+        service_log.display()
+    );
+    println!("schemathesis on /graphql: {}", summary(&text));
     Ok(())
 }
 

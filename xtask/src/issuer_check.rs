@@ -112,6 +112,10 @@ pub fn check(sh: &Shell, verifier: &Path, name: &str, database_port: &str, case:
         tag: None,
     };
     contract::check(sh, verifier_port, &dest, &[caller])?;
+    if case.on("graphql") {
+        section("GraphQL contract (schemathesis)");
+        contract::check_graphql(sh, verifier_port, &dest, &token, &dest.join("verifier.log"))?;
+    }
 
     running_issuer.stop();
     // Past the keys' maximum age and the refetch interval: the verifier tries the issuer,

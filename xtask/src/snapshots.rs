@@ -5,6 +5,8 @@
 //!   starts with it, and its first cargo command drops what the service does not use, keeping
 //!   every version the template was tested with (`cargo xtask test` checks that).
 //! - `template/k8s/conventions.toml` is `k8s/conventions.toml`, the organisation's.
+//! - `template/asyncapi.json` and `template/schema.graphql` merge the documents of the shapes
+//!   with realtime and with GraphQL, line by line, as the manifests below.
 //! - `template/openapi.json` merges the documents of every shape, key by key, into one Liquid
 //!   template that renders to a document equal to each (`merge::json`; the service's check
 //!   compares documents, not text), and `template/k8s/rendered/*` merge their texts line by
@@ -26,6 +28,12 @@ const DESCRIPTION: &str = "Snapshot service";
 const PORT: &str = "8137";
 /// The package of the union manifest the lock file is resolved for.
 const UNION: &str = "snapshot-union";
+/// Documents an option adds: the option, the file, and the service's command that prints it.
+/// Merged like the manifests, as other options add to them (realtime, GraphQL subscriptions).
+const OPTION_DOCUMENTS: [(&str, &str, &str); 2] = [
+    ("realtime", "asyncapi.json", "asyncapi"),
+    ("graphql", "schema.graphql", "graphql-schema"),
+];
 
 pub fn run() -> anyhow::Result<()> {
     let sh = generate::shell()?;
@@ -75,18 +83,16 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     println!("wrote template/openapi.json");
 
-    let realtime = services
-        .iter()
-        .filter(|service| service.shape.get("realtime") == Some(&Value::Bool(true)))
-        .map(|service| service.asyncapi(&sh))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let first = realtime.first().context("no sample shape has realtime")?;
-    ensure!(
-        realtime.iter().all(|document| document == first),
-        "the realtime document differs between shapes"
-    );
-    std::fs::write(template.join("asyncapi.json"), first)?;
-    println!("wrote template/asyncapi.json");
+    for (option, file, command) in OPTION_DOCUMENTS {
+        let texts = services
+            .iter()
+            .filter(|service| service.shape.get(option) == Some(&Value::Bool(true)))
+            .map(|service| Ok((service.shape.clone(), service.document(&sh, command)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        ensure!(!texts.is_empty(), "no sample shape has {option}");
+        std::fs::write(template.join(file), merge(&declaration, &texts)?)?;
+        println!("wrote template/{file}");
+    }
 
     let mut manifests: BTreeMap<String, Vec<(Shape, String)>> = BTreeMap::new();
     for service in &services {
@@ -139,14 +145,15 @@ impl Service {
         Ok(document)
     }
 
-    /// Its AsyncAPI document, with its name as a placeholder.
-    fn asyncapi(&self, sh: &Shell) -> anyhow::Result<String> {
+    /// The document `command` prints, with the service's name as a placeholder where the
+    /// AsyncAPI document's title holds it.
+    fn document(&self, sh: &Shell, command: &str) -> anyhow::Result<String> {
         let _dir = sh.push_dir(&self.project);
-        let text = cmd!(sh, "cargo run --quiet -- asyncapi").read()?;
+        let text = cmd!(sh, "cargo run --quiet -- {command}").read()?;
         let text = text.replace(&format!("\"{} realtime\"", self.name), "\"{{project-name}} realtime\"");
         ensure!(
             !text.contains("snapshot-"),
-            "the AsyncAPI document names the snapshot service"
+            "the document of `{command}` names the snapshot service"
         );
         Ok(text + "\n")
     }

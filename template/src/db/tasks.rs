@@ -3,14 +3,16 @@
 //! belongs to whoever owns its project: every query takes a [`Scope`] and filters by it, with
 //! `$1` the task and `$2` the owner, NULL meaning anyone's.
 
-use sqlx::{PgConnection, QueryBuilder};
+use std::collections::HashMap;
+
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::DbError;
 use super::keyset::{push_after, push_order_and_limit};
 use super::versioned::{self, Table};
-use crate::domain::page::Page;
+use crate::domain::page::{Direction, Page};
 use crate::domain::scope::Scope;
 use crate::domain::task::{NewTask, Task, TaskChanges, TaskQuery, TaskSort, TaskStatus};
 use crate::domain::version::Versioned;
@@ -115,10 +117,7 @@ pub async fn find(conn: &mut PgConnection, scope: Scope, id: Uuid) -> Result<Opt
 }
 
 pub async fn list(conn: &mut PgConnection, scope: Scope, query: &TaskQuery) -> Result<Page<Task>, DbError> {
-    let column = match query.sort {
-        TaskSort::Title => "title",
-        TaskSort::CreatedAt => "created_at",
-    };
+    let column = sort_column(query.sort);
     let mut sql = QueryBuilder::new(concat!("SELECT ", columns!(), " FROM tasks WHERE true"));
     if let Some(owner) = scope.owner() {
         sql.push(" AND project_id IN (SELECT id FROM projects WHERE owner_id = ")
@@ -128,13 +127,7 @@ pub async fn list(conn: &mut PgConnection, scope: Scope, query: &TaskQuery) -> R
     if let Some(project_id) = query.project_id {
         sql.push(" AND project_id = ").push_bind(project_id);
     }
-    if let Some(status) = query.status {
-        sql.push(" AND status = ")
-            .push_bind(status.as_str())
-            .push("::task_status");
-    }
-    push_after(&mut sql, column, query.direction, query.after.as_ref());
-    push_order_and_limit(&mut sql, column, query.direction, query.size);
+    push_page(&mut sql, column, query);
     let rows = sql
         .build_query_as::<TaskRow>()
         .fetch_all(&mut *conn)
@@ -144,6 +137,71 @@ pub async fn list(conn: &mut PgConnection, scope: Scope, query: &TaskQuery) -> R
     Ok(Page::from_overfetch(tasks, query.size, |task| {
         task.position(query.sort)
     }))
+}
+
+/// The page `query` asks for in each of `projects` the caller may see, in one statement:
+/// lists of projects with their tasks need not ask once per project. `query.project_id` is
+/// ignored; a project left out of the answer has no tasks to show.
+pub async fn list_per_project(
+    conn: &mut PgConnection,
+    scope: Scope,
+    projects: &[Uuid],
+    query: &TaskQuery,
+) -> Result<HashMap<Uuid, Page<Task>>, DbError> {
+    let column = sort_column(query.sort);
+    let mut sql = QueryBuilder::new(concat!(
+        "SELECT t.* FROM projects p CROSS JOIN LATERAL (SELECT ",
+        columns!(),
+        " FROM tasks WHERE project_id = p.id"
+    ));
+    push_page(&mut sql, column, query);
+    sql.push(") t WHERE p.id = ANY(").push_bind(projects).push(")");
+    if let Some(owner) = scope.owner() {
+        sql.push(" AND p.owner_id = ").push_bind(owner);
+    }
+    // Each project's rows in its own order, so they can be cut into pages as they come.
+    let direction = match query.direction {
+        Direction::Asc => "ASC",
+        Direction::Desc => "DESC",
+    };
+    sql.push(format_args!(
+        " ORDER BY t.project_id, t.{column} {direction}, t.id {direction}"
+    ));
+    let rows = sql
+        .build_query_as::<TaskRow>()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let mut per_project: HashMap<Uuid, Vec<Task>> = HashMap::new();
+    for row in rows {
+        let task = Task::try_from(row)?;
+        per_project.entry(task.project_id).or_default().push(task);
+    }
+    Ok(per_project
+        .into_iter()
+        .map(|(project, tasks)| {
+            let page = Page::from_overfetch(tasks, query.size, |task| task.position(query.sort));
+            (project, page)
+        })
+        .collect())
+}
+
+fn sort_column(sort: TaskSort) -> &'static str {
+    match sort {
+        TaskSort::Title => "title",
+        TaskSort::CreatedAt => "created_at",
+    }
+}
+
+/// The status filter, the position to continue after, the order and the limit of `query`.
+fn push_page(sql: &mut QueryBuilder<Postgres>, column: &'static str, query: &TaskQuery) {
+    if let Some(status) = query.status {
+        sql.push(" AND status = ")
+            .push_bind(status.as_str())
+            .push("::task_status");
+    }
+    push_after(sql, column, query.direction, query.after.as_ref());
+    push_order_and_limit(sql, column, query.direction, query.size);
 }
 
 /// Applies `changes` if its version is one of `expected` (any version when `None`). A task

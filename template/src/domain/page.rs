@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A page size within `1..=PageSize::MAX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageSize(u32);
 
 impl PageSize {
@@ -24,7 +24,7 @@ impl PageSize {
 }
 
 /// Sort direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     Asc,
     Desc,
@@ -32,7 +32,7 @@ pub enum Direction {
 
 /// The value of the sort column at a position, tagged with its type so that text which looks
 /// like a timestamp stays text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SortValue {
     #[serde(with = "time::serde::rfc3339")]
@@ -57,7 +57,7 @@ impl SortValue {
 }
 
 /// Where a page ended: the sort value of its last item, with the id breaking ties.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Position {
     pub value: SortValue,
     pub id: Uuid,

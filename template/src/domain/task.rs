@@ -23,7 +23,7 @@ pub struct Task {
 }
 
 /// Where a task stands. Stored as the PostgreSQL enum `task_status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskStatus {
     Todo,
     InProgress,
@@ -90,7 +90,7 @@ impl TaskChanges {
 }
 
 /// Columns a task list may be sorted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskSort {
     Title,
     CreatedAt,
@@ -107,7 +107,7 @@ impl TaskSort {
 }
 
 /// Which tasks to list and in what order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskQuery {
     pub project_id: Option<Uuid>,
     pub status: Option<TaskStatus>,

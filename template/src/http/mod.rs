@@ -39,6 +39,10 @@ pub mod tasks;
 {%- if jobs and example %}
 pub mod webhooks;
 {%- endif %}
+{%- if graphql %}
+
+pub mod graphql;
+{%- endif %}
 
 use std::time::Duration;
 
@@ -71,9 +75,13 @@ pub fn app(state: AppState) -> Router {
 {%- endif %}
 }
 
-/// The API's own routes (under `/api/v1`), without middleware.
+/// The API's own routes (under `/api/v1`{% if graphql %}, and `/graphql`{% endif %}), without middleware.
 pub fn api_routes() -> Router<AppState> {
+{%- if graphql %}
+    api::v1().split_for_parts().0.merge(graphql::router())
+{%- else %}
     api::v1().split_for_parts().0
+{%- endif %}
 }
 
 /// The OpenAPI document of every route, as served at `/openapi.json`.

@@ -35,7 +35,8 @@ struct Cursor {
     position: Position,
 }
 
-fn encode(sort: &str, position: Position) -> String {
+/// The cursor of `position` in a list sorted by `sort`.
+pub fn encode(sort: &str, position: Position) -> String {
     let cursor = Cursor {
         sort: sort.to_owned(),
         position,

@@ -1,6 +1,8 @@
 //! `/api/v1/projects`: request and response bodies, and the handlers that turn them into
 //! domain values and back. Every route needs an access token; an account reaches its own
 //! projects, administrators (`resources:any`) everyone's, and anyone else's is "not found".
+//! Each route is a thin handler over an operation on validated input (`list`, `create`, `get`,
+//! `update`, `delete`, at the end), which other interfaces{% if graphql %} (GraphQL){% endif %} call as well.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -19,7 +21,7 @@ use super::extract::{IfMatch, IfMatchHeader, Json, OptionalIfMatchHeader, Path, 
 use super::pagination::{self, Page};
 use crate::AppState;
 use crate::db;
-use crate::domain::page::{Direction, PageSize};
+use crate::domain::page::{self, Direction, PageSize};
 use crate::domain::project::{self as domain, ProjectSort};
 {%- if redis %}
 use crate::domain::scope::Scope;
@@ -147,7 +149,7 @@ pub enum ProjectOrder {
 }
 
 impl ProjectOrder {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Name => "name",
             Self::NameDesc => "-name",
@@ -183,7 +185,7 @@ pub struct ListProjects {
 }
 
 impl ListProjects {
-    fn into_domain(self) -> Result<domain::ProjectQuery, ApiError> {
+    pub fn into_domain(self) -> Result<domain::ProjectQuery, ApiError> {
         let (sort, direction) = self.sort.split();
         let after = self
             .cursor
@@ -215,9 +217,7 @@ async fn list_projects(
     Query(query): Query<ListProjects>,
 ) -> Result<Json<Page<Project>>, ApiError> {
     let order = query.sort;
-    let query = query.into_domain()?;
-    let mut conn = state.db.acquire().await?;
-    let page = db::projects::list(&mut conn, user.scope(), &query).await?;
+    let page = list(&state, &user, &query.into_domain()?).await?;
     Ok(Json(Page::from_domain(page, order.as_str(), Project::from)))
 }
 
@@ -237,17 +237,7 @@ async fn create_project(
     user: CurrentUser,
     Valid(body): Valid<CreateProject>,
 ) -> Result<impl IntoResponse, ApiError> {
-{%- if jobs %}
-    // The change and the deliveries it causes commit together.
-    let mut conn = state.db.begin().await?;
-{%- else %}
-    let mut conn = state.db.acquire().await?;
-{%- endif %}
-    let project = Project::from(db::projects::insert(&mut conn, &body.into_domain(user.id)).await?);
-{%- if jobs %}
-    webhooks::announce(&mut conn, project.id, EventType::ProjectCreated, &project).await?;
-    db::commit(conn).await?;
-{%- endif %}
+    let project = create(&state, &user, body).await?;
     let location = format!("/api/v1/projects/{}", project.id);
     Ok((
         StatusCode::CREATED,
@@ -271,27 +261,8 @@ async fn get_project(
     user: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-{%- if redis %}
-    // Cached whoever asked, so the scope is checked here, on the cached owner, just as the
-    // query would: another account's project is not found either way.
-    let project = state
-        .project_cache
-        .get_or_load(id, async || {
-            let mut conn = state.db.acquire().await?;
-            let project = db::projects::find(&mut conn, Scope::Any, id).await?;
-            Ok::<_, ApiError>(project.map(Project::from))
-        })
-        .await?
-        .filter(|project| user.scope().includes(project.owner_id))
-        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let project = get(&state, &user, id).await?;
     Ok((etag(project.version), Json(project)))
-{%- else %}
-    let mut conn = state.db.acquire().await?;
-    let project = db::projects::find(&mut conn, user.scope(), id)
-        .await?
-        .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    Ok((etag(project.version), Json(Project::from(project))))
-{%- endif %}
 }
 
 /// Update a project
@@ -320,6 +291,93 @@ async fn update_project(
     if_match: IfMatch,
     Valid(body): Valid<UpdateProject>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let project = update(&state, &user, id, &if_match, body).await?;
+    Ok((etag(project.version), Json(project)))
+}
+
+/// Delete a project and its tasks
+#[utoipa::path(delete, path = "/projects/{id}", tag = "projects", operation_id = "deleteProject",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Project id"),
+        OptionalIfMatchHeader,
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid access token"),
+        (status = 404, description = "No such project"),
+        (status = 412, description = "The project changed since it was read"),
+    ))]
+async fn delete_project(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+) -> Result<StatusCode, ApiError> {
+    delete(&state, &user, id, &if_match).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// The operations behind the routes, on validated input, for every interface that offers them.
+
+/// A page of the projects `user` may see.
+pub async fn list(
+    state: &AppState,
+    user: &CurrentUser,
+    query: &domain::ProjectQuery,
+) -> Result<page::Page<domain::Project>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(db::projects::list(&mut conn, user.scope(), query).await?)
+}
+
+/// Adds a project owned by `user`.
+pub async fn create(state: &AppState, user: &CurrentUser, body: CreateProject) -> Result<Project, ApiError> {
+{%- if jobs %}
+    // The change and the deliveries it causes commit together.
+    let mut conn = state.db.begin().await?;
+{%- else %}
+    let mut conn = state.db.acquire().await?;
+{%- endif %}
+    let project = Project::from(db::projects::insert(&mut conn, &body.into_domain(user.id)).await?);
+{%- if jobs %}
+    webhooks::announce(&mut conn, project.id, EventType::ProjectCreated, &project).await?;
+    db::commit(conn).await?;
+{%- endif %}
+    Ok(project)
+}
+
+/// The project `id`, if `user` may see it.
+pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Project, ApiError> {
+{%- if redis %}
+    // Cached whoever asked, so the scope is checked here, on the cached owner, just as the
+    // query would: another account's project is not found either way.
+    state
+        .project_cache
+        .get_or_load(id, async || {
+            let mut conn = state.db.acquire().await?;
+            let project = db::projects::find(&mut conn, Scope::Any, id).await?;
+            Ok::<_, ApiError>(project.map(Project::from))
+        })
+        .await?
+        .filter(|project| user.scope().includes(project.owner_id))
+        .ok_or(ApiError::NotFound(NOT_FOUND))
+{%- else %}
+    let mut conn = state.db.acquire().await?;
+    db::projects::find(&mut conn, user.scope(), id)
+        .await?
+        .map(Project::from)
+        .ok_or(ApiError::NotFound(NOT_FOUND))
+{%- endif %}
+}
+
+/// Applies `body` to project `id` if `if_match` names its current version.
+pub async fn update(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    if_match: &IfMatch,
+    body: UpdateProject,
+) -> Result<Project, ApiError> {
     let expected = if_match.required()?;
     let changes = domain::ProjectChanges::from(body);
     if changes.is_empty() {
@@ -346,28 +404,11 @@ async fn update_project(
         .announce(EventType::ProjectUpdated, project.id, &project)
         .await;
 {%- endif %}
-    Ok((etag(project.version), Json(project)))
+    Ok(project)
 }
 
-/// Delete a project and its tasks
-#[utoipa::path(delete, path = "/projects/{id}", tag = "projects", operation_id = "deleteProject",
-    security(("bearer" = [])),
-    params(
-        ("id" = Uuid, Path, description = "Project id"),
-        OptionalIfMatchHeader,
-    ),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid access token"),
-        (status = 404, description = "No such project"),
-        (status = 412, description = "The project changed since it was read"),
-    ))]
-async fn delete_project(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path(id): Path<Uuid>,
-    if_match: IfMatch,
-) -> Result<StatusCode, ApiError> {
+/// Deletes project `id` and its tasks, if `if_match` allows.
+pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid, if_match: &IfMatch) -> Result<(), ApiError> {
 {%- if jobs or realtime %}
     // Read first, while the project is there to be announced; a refused delete rolls back.
     let mut conn = state.db.begin().await?;
@@ -396,5 +437,5 @@ async fn delete_project(
         state.realtime.announce(EventType::ProjectDeleted, id, project).await;
     }
 {%- endif %}
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! `/api/v1/tasks`: tasks belong to a project, which is chosen in the body and may change, so a
 //! task that points at a missing project, or at another account's, is refused with 422. A
 //! task is reachable by whoever owns its project (and administrators).
+//! Each route is a thin handler over an operation on validated input (`list`, `create`, `get`,
+//! `update`, `delete`, at the end), which other interfaces{% if graphql %} (GraphQL){% endif %} call as well.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -19,7 +21,7 @@ use super::extract::{IfMatch, IfMatchHeader, Json, OptionalIfMatchHeader, Path, 
 use super::pagination::{self, Page};
 use crate::AppState;
 use crate::db;
-use crate::domain::page::{Direction, PageSize};
+use crate::domain::page::{self, Direction, PageSize};
 use crate::domain::task::{self as domain, TaskSort};
 {%- if realtime or jobs %}
 use crate::events::EventType;
@@ -187,7 +189,7 @@ pub enum TaskOrder {
 }
 
 impl TaskOrder {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Title => "title",
             Self::TitleDesc => "-title",
@@ -228,7 +230,7 @@ pub struct ListTasks {
 }
 
 impl ListTasks {
-    fn into_domain(self) -> Result<domain::TaskQuery, ApiError> {
+    pub fn into_domain(self) -> Result<domain::TaskQuery, ApiError> {
         let (sort, direction) = self.sort.split();
         // A cursor carries only a position, so it is also bound to the filters by the client
         // repeating them; changing filters mid-walk simply continues from that position.
@@ -264,9 +266,7 @@ async fn list_tasks(
     Query(query): Query<ListTasks>,
 ) -> Result<Json<Page<Task>>, ApiError> {
     let order = query.sort;
-    let query = query.into_domain()?;
-    let mut conn = state.db.acquire().await?;
-    let page = db::tasks::list(&mut conn, user.scope(), &query).await?;
+    let page = list(&state, &user, &query.into_domain()?).await?;
     Ok(Json(Page::from_domain(page, order.as_str(), Task::from)))
 }
 
@@ -285,23 +285,7 @@ async fn create_task(
     user: CurrentUser,
     Valid(body): Valid<CreateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
-{%- if jobs %}
-    // The change and the deliveries it causes commit together.
-    let mut conn = state.db.begin().await?;
-{%- else %}
-    let mut conn = state.db.acquire().await?;
-{%- endif %}
-    let task = Task::from(db::tasks::insert(&mut conn, user.scope(), &body.into()).await?);
-{%- if jobs %}
-    webhooks::announce(&mut conn, task.project_id, EventType::TaskCreated, &task).await?;
-    db::commit(conn).await?;
-{%- endif %}
-{%- if realtime %}
-    state
-        .realtime
-        .announce(EventType::TaskCreated, task.project_id, &task)
-        .await;
-{%- endif %}
+    let task = create(&state, &user, body).await?;
     let location = format!("/api/v1/tasks/{}", task.id);
     Ok((
         StatusCode::CREATED,
@@ -325,11 +309,8 @@ async fn get_task(
     user: CurrentUser,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let task = db::tasks::find(&mut conn, user.scope(), id)
-        .await?
-        .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    Ok((etag(task.version), Json(Task::from(task))))
+    let task = get(&state, &user, id).await?;
+    Ok((etag(task.version), Json(task)))
 }
 
 /// Update a task
@@ -357,6 +338,84 @@ async fn update_task(
     if_match: IfMatch,
     Valid(body): Valid<UpdateTask>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let task = update(&state, &user, id, &if_match, body).await?;
+    Ok((etag(task.version), Json(task)))
+}
+
+/// Delete a task
+#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", operation_id = "deleteTask",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Task id"),
+        OptionalIfMatchHeader,
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid access token"),
+        (status = 404, description = "No such task"),
+        (status = 412, description = "The task changed since it was read"),
+    ))]
+async fn delete_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    if_match: IfMatch,
+) -> Result<StatusCode, ApiError> {
+    delete(&state, &user, id, &if_match).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// The operations behind the routes, on validated input, for every interface that offers them.
+
+/// A page of the tasks `user` may see.
+pub async fn list(
+    state: &AppState,
+    user: &CurrentUser,
+    query: &domain::TaskQuery,
+) -> Result<page::Page<domain::Task>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(db::tasks::list(&mut conn, user.scope(), query).await?)
+}
+
+/// Adds a task to a project `user` may see.
+pub async fn create(state: &AppState, user: &CurrentUser, body: CreateTask) -> Result<Task, ApiError> {
+{%- if jobs %}
+    // The change and the deliveries it causes commit together.
+    let mut conn = state.db.begin().await?;
+{%- else %}
+    let mut conn = state.db.acquire().await?;
+{%- endif %}
+    let task = Task::from(db::tasks::insert(&mut conn, user.scope(), &body.into()).await?);
+{%- if jobs %}
+    webhooks::announce(&mut conn, task.project_id, EventType::TaskCreated, &task).await?;
+    db::commit(conn).await?;
+{%- endif %}
+{%- if realtime %}
+    state
+        .realtime
+        .announce(EventType::TaskCreated, task.project_id, &task)
+        .await;
+{%- endif %}
+    Ok(task)
+}
+
+/// The task `id`, if `user` may see its project.
+pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Task, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    db::tasks::find(&mut conn, user.scope(), id)
+        .await?
+        .map(Task::from)
+        .ok_or(ApiError::NotFound(NOT_FOUND))
+}
+
+/// Applies `body` to task `id` if `if_match` names its current version.
+pub async fn update(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    if_match: &IfMatch,
+    body: UpdateTask,
+) -> Result<Task, ApiError> {
     let expected = if_match.required()?;
     let changes = domain::TaskChanges::from(body);
     if changes.is_empty() {
@@ -394,28 +453,11 @@ async fn update_task(
         state.realtime.announce(EventType::TaskUpdated, old, &task).await;
     }
 {%- endif %}
-    Ok((etag(task.version), Json(task)))
+    Ok(task)
 }
 
-/// Delete a task
-#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", operation_id = "deleteTask",
-    security(("bearer" = [])),
-    params(
-        ("id" = Uuid, Path, description = "Task id"),
-        OptionalIfMatchHeader,
-    ),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid access token"),
-        (status = 404, description = "No such task"),
-        (status = 412, description = "The task changed since it was read"),
-    ))]
-async fn delete_task(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path(id): Path<Uuid>,
-    if_match: IfMatch,
-) -> Result<StatusCode, ApiError> {
+/// Deletes task `id`, if `if_match` allows.
+pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid, if_match: &IfMatch) -> Result<(), ApiError> {
 {%- if jobs or realtime %}
     // Read first, while the task is there to be announced; a refused delete rolls back.
     let mut conn = state.db.begin().await?;
@@ -442,5 +484,5 @@ async fn delete_task(
             .await;
     }
 {%- endif %}
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

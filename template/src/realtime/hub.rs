@@ -19,10 +19,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError, SocketIo};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
+use super::Announced;
 use super::config::RealtimeConfig;
 use super::fanout::Heard;
 use super::metrics::RealtimeMetrics;
@@ -43,6 +44,8 @@ pub struct Hub {
     pub metrics: RealtimeMetrics,
     counts: Arc<Mutex<Counts>>,
     kept: Mutex<VecDeque<Kept>>,
+    /// This instance's other subscribers (GraphQL subscriptions).
+    heard: broadcast::Sender<Arc<Announced>>,
 }
 
 /// Connections in all and per account, and connections per room.
@@ -89,12 +92,13 @@ pub struct Presence {
 }
 
 impl Hub {
-    pub fn new(config: RealtimeConfig, metrics: RealtimeMetrics) -> Self {
+    pub fn new(config: RealtimeConfig, metrics: RealtimeMetrics, heard: broadcast::Sender<Arc<Announced>>) -> Self {
         Self {
             config,
             metrics,
             counts: Arc::default(),
             kept: Mutex::default(),
+            heard,
         }
     }
 
@@ -199,6 +203,15 @@ impl Hub {
                 return;
             }
         };
+        if self.heard.receiver_count() > 0 {
+            let announced = Announced {
+                kind: head.kind,
+                project_id: head.project_id,
+                message: message.clone(),
+            };
+            // Sent to those subscribed now; none may have stayed since.
+            let _ = self.heard.send(Arc::new(announced));
+        }
         let Ok(payload) = RawValue::from_string(message) else {
             return;
         };

@@ -22,7 +22,7 @@ use serde::Serialize;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -35,6 +35,9 @@ use self::protocol::Change;
 use crate::AppState;
 use crate::events::EventType;
 
+/// Changes a subscriber may fall behind by before it misses some.
+pub const BROADCAST_CAPACITY: usize = 256;
+
 /// Publishes changes, and serves the clients of the router it is layered on.
 #[derive(Debug)]
 pub struct Realtime {
@@ -42,6 +45,17 @@ pub struct Realtime {
     metrics: RealtimeMetrics,
     closing: watch::Sender<bool>,
     hubs: Mutex<Vec<JoinHandle<()>>>,
+    /// Every change this instance hears, for subscribers besides the Socket.IO rooms.
+    heard: broadcast::Sender<Arc<Announced>>,
+}
+
+/// A change as every replica hears it, after it committed.
+#[derive(Debug)]
+pub struct Announced {
+    pub kind: EventType,
+    pub project_id: Uuid,
+    /// The change as published: a [`Change`] in JSON.
+    pub message: String,
 }
 
 impl Realtime {
@@ -51,7 +65,14 @@ impl Realtime {
             metrics,
             closing: watch::Sender::new(false),
             hubs: Mutex::default(),
+            heard: broadcast::Sender::new(BROADCAST_CAPACITY),
         }
+    }
+
+    /// The changes this instance hears from now on, and whether it is closing. A receiver more
+    /// than [`BROADCAST_CAPACITY`] changes behind misses the oldest ones and is told so.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Announced>>, watch::Receiver<bool>) {
+        (self.heard.subscribe(), self.closing.subscribe())
     }
 
     /// Tells the clients in the project's room, on every replica, that `data` changed. Call it
@@ -95,7 +116,11 @@ impl Realtime {
 /// hands it the changes the replicas publish. Must be called inside a Tokio runtime.
 pub fn layer(state: &AppState) -> SocketIoLayer {
     let config = &state.config.realtime;
-    let hub = Arc::new(Hub::new(config.clone(), state.realtime.metrics.clone()));
+    let hub = Arc::new(Hub::new(
+        config.clone(),
+        state.realtime.metrics.clone(),
+        state.realtime.heard.clone(),
+    ));
     let (layer, io) = SocketIo::builder()
         .transports([TransportType::Websocket])
         .max_buffer_size(config.send_buffer)

@@ -83,6 +83,9 @@ pub fn test_config(database_url: &str) -> Config {
 {%- if realtime %}
         realtime: service::realtime::RealtimeConfig::default(),
 {%- endif %}
+{%- if graphql %}
+        graphql: service::http::graphql::GraphqlConfig::default(),
+{%- endif %}
     }
 }
 

@@ -51,6 +51,13 @@ mod webhooks;
 
 mod redis;
 {%- endif %}
+{%- if graphql %}
+
+mod graphql;
+{%- endif %}
+{%- if graphql and realtime %}
+mod graphql_subscriptions;
+{%- endif %}
 {%- if realtime %}
 
 mod realtime;

@@ -264,6 +264,12 @@ fn criterion(sh: &Shell, flags: &Bench) -> anyhow::Result<()> {
 
 /// The benchmark's account, registered by [`endpoints`].
 const CREDENTIALS: &str = r#"{"email":"bench@example.com","password":"a benchmark passphrase"}"#;
+{%- if graphql %}
+
+/// `GET /api/v1/projects/{id}` as a GraphQL query.
+const PROJECT_QUERY: &str =
+    "query Project($id: UUID!) { project(id: $id) { id ownerId name description version createdAt updatedAt } }";
+{%- endif %}
 
 /// Loads health always; then, signed in as one account, the resource's routes when the service
 /// has them, create first, which leaves thousands of records behind for list and get to read;
@@ -300,6 +306,15 @@ fn endpoints(service: Target, load: &Load) -> anyhow::Result<(Vec<Measurement>, 
         let id = page["items"][0]["id"].as_str().context("no project to read")?;
         let get = signed_in("get", &format!("/api/v1/projects/{id}"));
         measurements.push(load.measure(service, &get)?);
+{%- if graphql %}
+        // The same read through GraphQL, every field the REST answer has.
+        let query = serde_json::json!({ "query": PROJECT_QUERY, "variables": { "id": id } });
+        let graphql = Scenario {
+            body: Body::Fixed(query.to_string()),
+            ..signed_in("get (GraphQL)", "/graphql")
+        };
+        measurements.push(load.measure(service, &graphql)?);
+{%- endif %}
         main_read = get;
     }
     let login = Scenario {
