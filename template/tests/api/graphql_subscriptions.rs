@@ -154,3 +154,23 @@ async fn a_connection_needs_a_valid_token_and_another_account_s_project_is_not_f
     owner.send(json!({ "type": "ping" })).await;
     assert_eq!(owner.next().await["type"], "pong", "the owner's subscription runs");
 }
+
+#[tokio::test]
+async fn a_subscriber_is_told_to_subscribe_again_when_the_instance_shuts_down() {
+    let (mut app, user) = TestApp::signed_in().await;
+    let project = create(&app, "/api/v1/projects", &json!({ "name": "Apollo" })).await;
+    let (mut client, _) = Client::connect(&app, Some(&user.token)).await;
+    client.subscribe("1", &project["id"]).await;
+    client.send(json!({ "type": "ping" })).await;
+    assert_eq!(client.next().await["type"], "pong");
+
+    let server = app.begin_shutdown();
+
+    let ended = client.next().await;
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "SHUTTING_DOWN",
+        "{ended}"
+    );
+    assert_eq!(client.next().await["type"], "complete");
+    server.await.expect("the server loop ends");
+}

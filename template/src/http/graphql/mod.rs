@@ -32,6 +32,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::Limited;
+use tracing::Instrument as _;
 use validator::Validate;
 
 use self::error::{Result, from_api};
@@ -92,8 +93,7 @@ pub fn sdl() -> String {
 }
 
 /// `POST /graphql`, `GET /graphql` (queries, GraphiQL for a browser{% if realtime %}, or a WebSocket for subscriptions{% endif %}) and
-/// GraphiQL's files.
-/// The schema itself is built once, with the state (`AppState::graphql`).
+/// GraphiQL's files. The schema itself is built once, with the state (`AppState::graphql`).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/graphql", get(graphql).post(graphql))
@@ -189,13 +189,15 @@ impl From<async_graphql::ParseRequestError> for ApiError {
     }
 }
 
-/// The loader of `user`'s task pages for one request (or WebSocket connection).
+/// The loader of `user`'s task pages for one request (or WebSocket connection). A batch runs
+/// in a task of its own, in the span of the request that started it, so its log lines carry
+/// that request's id.
 fn loader_for(state: &AppState, user: &CurrentUser) -> DataLoader<TaskPages> {
     let pages = TaskPages {
         state: state.clone(),
         scope: user.scope(),
     };
-    DataLoader::new(pages, tokio::spawn)
+    DataLoader::new(pages, |batch| tokio::spawn(batch.in_current_span()))
 }
 
 /// The application state and the authenticated caller, or the caller's error.

@@ -56,7 +56,7 @@ pub async fn upgrade(state: AppState, request: Request) -> Response {
 }
 
 /// The connection's caller, from the token in `connection_init`; without a valid one the
-/// connection is closed (4403).
+/// connection is closed (1002, with the reason).
 async fn connection_init(state: AppState, payload: serde_json::Value) -> Result<Data> {
     let header = payload
         .get("Authorization")
@@ -72,7 +72,7 @@ async fn connection_init(state: AppState, payload: serde_json::Value) -> Result<
     let mut data = Data::default();
     data.insert(loader_for(&state, &user));
     data.insert(Caller(Ok(user)));
-    data.insert(Connection {
+    data.insert(Session {
         claims,
         subscriptions: Arc::default(),
     });
@@ -81,7 +81,7 @@ async fn connection_init(state: AppState, payload: serde_json::Value) -> Result<
 }
 
 /// What a WebSocket connection knows besides its caller.
-struct Connection {
+struct Session {
     claims: AccessClaims,
     /// Its subscriptions running now.
     subscriptions: Arc<AtomicUsize>,
@@ -98,18 +98,16 @@ impl Subscription {
     /// (`SHUTTING_DOWN`): subscribe again, with a fresh token.
     async fn task_events(&self, ctx: &Context<'_>, project_id: Uuid) -> Result<impl Stream<Item = Result<TaskEvent>>> {
         let state = ctx.data_unchecked::<AppState>();
-        let connection = ctx
-            .data_opt::<Connection>()
+        let session = ctx
+            .data_opt::<Session>()
             .ok_or_else(|| Error::new("subscribe over a WebSocket at /graphql"))?;
         // Permissions as they are now, not as they were when the connection opened.
-        let user = CurrentUser::holding(state, &connection.claims)
-            .await
-            .map_err(from_api)?;
+        let user = CurrentUser::holding(state, &session.claims).await.map_err(from_api)?;
         projects::get(state, &user, project_id).await.map_err(from_api)?;
         let limit = state.config.realtime.max_rooms_per_connection;
-        let running = Running::start(&connection.subscriptions, limit)?;
+        let running = Running::start(&session.subscriptions, limit)?;
         let (heard, closing) = state.realtime.subscribe();
-        let expires = OffsetDateTime::from_unix_timestamp(connection.claims.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let expires = OffsetDateTime::from_unix_timestamp(session.claims.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Ok(events(Listening {
             heard,
             closing,
