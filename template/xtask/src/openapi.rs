@@ -41,7 +41,10 @@ pub fn run(flags: &Openapi) -> anyhow::Result<()> {
 /// JSON documents compare as values: key order and whitespace are not part of the contract.
 /// Others compare as text, trailing whitespace aside.
 fn same_document(file: &str, committed: &str, generated: &str) -> anyhow::Result<bool> {
-    if !file.ends_with(".json") {
+    let json = std::path::Path::new(file)
+        .extension()
+        .is_some_and(|extension| extension == "json");
+    if !json {
         return Ok(committed.trim_end() == generated);
     }
     let committed: serde_json::Value =
