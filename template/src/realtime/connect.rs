@@ -37,7 +37,8 @@ impl fmt::Display for Refused {
 
 const INVALID: &str = "the access token is invalid or expired";
 
-/// Connect middleware: admits a connection with a valid token and room under the limits.
+/// Connect middleware: admits a connection with a valid token and room under the limits, and
+/// registers the events it may send.
 pub async fn authenticate(
     socket: SocketRef,
     io: SocketIo,
@@ -82,6 +83,14 @@ pub async fn authenticate(
     let _ = presence.expiry.set(expiry.abort_handle());
     socket.extensions.insert(presence);
     socket.extensions.insert(Caller(Arc::new(claims)));
+    // Here, not in the connect handler: socketioxide runs that as a task of its own, which may
+    // start only after the client, already told it is connected, has sent its first event;
+    // that event would find no handler and be lost.
+    socket.on("join", rooms::join);
+    socket.on("leave", rooms::leave);
+    socket.on("auth", refresh);
+    socket.on_fallback(unknown);
+    socket.on_disconnect(disconnected);
     Ok(())
 }
 
@@ -92,14 +101,9 @@ async fn check(state: &AppState, token: &str) -> Result<(AccessClaims, CurrentUs
     Ok((claims, user))
 }
 
-/// Connect handler: the events a connection may send. Registered before anything awaits, so
-/// that no event sent right after connecting finds no handler.
+/// Connect handler, once the client is told it is connected; its events were registered by
+/// [`authenticate`].
 pub async fn connected(socket: SocketRef) {
-    socket.on("join", rooms::join);
-    socket.on("leave", rooms::leave);
-    socket.on("auth", refresh);
-    socket.on_fallback(unknown);
-    socket.on_disconnect(disconnected);
     if let Some(presence) = socket.extensions.get::<Arc<Presence>>() {
         tracing::info!(sid = %socket.id, user_id = %presence.account, "realtime client connected");
     }
@@ -116,10 +120,9 @@ async fn refresh(
     let reply = async {
         let presence = hub.admit(&socket)?;
         let body = body.map_err(|err| rooms::bad_payload(&hub, &err))?;
-        let (claims, user) = check(&state, &body.token).await.map_err(|err| match err {
-            ApiError::Unauthorized { .. } => Ack::failed("unauthorized", INVALID),
-            _ => Ack::failed("unavailable", "the service cannot check tokens now; try again shortly"),
-        })?;
+        let (claims, user) = check(&state, &body.token)
+            .await
+            .map_err(|err| rooms::refusal(err, INVALID))?;
         if user.id != presence.account {
             return Err(Ack::failed("unauthorized", "the token is for another account"));
         }

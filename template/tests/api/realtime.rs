@@ -55,17 +55,23 @@ impl Client {
         let open = client.text().await.expect("engine.io open");
         assert!(open.starts_with('0'), "{open}");
         client.send(&format!("40{auth}")).await;
-        let mut reply = client.text().await.expect("socket.io connect reply");
-        while reply == "2" {
-            client.send("3").await;
-            reply = client.text().await.expect("socket.io connect reply");
-        }
+        let reply = client.connect_reply().await;
         if let Some(error) = reply.strip_prefix("44") {
             let error: Value = serde_json::from_str(error).expect("connect_error JSON");
             return Err(error["message"].as_str().expect("a message").to_owned());
         }
         assert!(reply.starts_with("40"), "{reply}");
         Ok(client)
+    }
+
+    /// The answer to the Socket.IO handshake, after the pings that may come first.
+    async fn connect_reply(&mut self) -> String {
+        loop {
+            match self.text().await.expect("socket.io connect reply") {
+                ping if ping == "2" => self.send("3").await,
+                reply => return reply,
+            }
+        }
     }
 
     /// Connects as `user`, which must succeed.

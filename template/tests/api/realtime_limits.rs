@@ -21,6 +21,22 @@ async fn signed_in_with(configure: impl FnOnce(&mut Config)) -> (TestApp, crate:
     (app, user)
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_sent_the_moment_clients_are_connected_are_all_answered() {
+    let (app, user) = signed_in_with(|config| config.realtime.max_connections_per_account = 50).await;
+    let (project_id, _) = project(&app, "At once").await;
+    // socket.io-client emits the moment it hears it is connected; many clients at once keep
+    // the server busy, so nothing it runs apart for a connection starts early by luck.
+    let joins = (0..50).map(|_| async {
+        let mut client = Client::signed_in(&app, &user).await;
+        client.join(&project_id).await;
+        client
+    });
+    let clients = futures_util::future::join_all(joins).await;
+    assert_eq!(metric(&app, "realtime_connections ").await, 50);
+    drop(clients);
+}
+
 #[tokio::test]
 async fn wrong_payloads_and_unknown_events_are_refused_in_the_acknowledgement_and_counted() {
     let (app, user) = TestApp::signed_in().await;
