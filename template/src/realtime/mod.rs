@@ -10,6 +10,7 @@
 mod config;
 mod connect;
 mod fanout;
+mod head;
 mod hub;
 mod metrics;
 pub mod protocol;
@@ -18,12 +19,15 @@ mod rooms;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::extract::Request;
 use serde::Serialize;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+use tower::layer::util::Stack;
+use tower::util::MapRequestLayer;
 use uuid::Uuid;
 
 pub use config::RealtimeConfig;
@@ -112,9 +116,12 @@ impl Realtime {
     }
 }
 
+/// Socket.IO's layer, behind the copying of its handshakes' heads ([`head`]).
+pub type RealtimeLayer = Stack<SocketIoLayer, MapRequestLayer<fn(Request) -> Request>>;
+
 /// The Socket.IO endpoint (`/socket.io/`) in front of `state`'s routes, and the task that
 /// hands it the changes the replicas publish. Must be called inside a Tokio runtime.
-pub fn layer(state: &AppState) -> SocketIoLayer {
+pub fn layer(state: &AppState) -> RealtimeLayer {
     let config = &state.config.realtime;
     let hub = Arc::new(Hub::new(
         config.clone(),
@@ -147,5 +154,5 @@ pub fn layer(state: &AppState) -> SocketIoLayer {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(task);
-    layer
+    Stack::new(layer, MapRequestLayer::new(head::owned as fn(Request) -> Request))
 }
