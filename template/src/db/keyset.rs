@@ -34,11 +34,16 @@ pub fn push_order_and_limit(
     direction: Direction,
     size: PageSize,
 ) {
-    let direction = match direction {
-        Direction::Asc => "ASC",
-        Direction::Desc => "DESC",
-    };
+    let direction = keyword(direction);
     query
         .push(format_args!(" ORDER BY {column} {direction}, id {direction} LIMIT "))
         .push_bind(i64::from(size.get()) + 1);
+}
+
+/// The SQL keyword of a sort direction.
+pub fn keyword(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Asc => "ASC",
+        Direction::Desc => "DESC",
+    }
 }

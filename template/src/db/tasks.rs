@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::DbError;
-use super::keyset::{push_after, push_order_and_limit};
+use super::keyset::{self, push_after, push_order_and_limit};
 use super::versioned::{self, Table};
-use crate::domain::page::{Direction, Page};
+use crate::domain::page::Page;
 use crate::domain::scope::Scope;
 use crate::domain::task::{NewTask, Task, TaskChanges, TaskQuery, TaskSort, TaskStatus};
 use crate::domain::version::Versioned;
@@ -160,10 +160,7 @@ pub async fn list_per_project(
         sql.push(" AND p.owner_id = ").push_bind(owner);
     }
     // Each project's rows in its own order, so they can be cut into pages as they come.
-    let direction = match query.direction {
-        Direction::Asc => "ASC",
-        Direction::Desc => "DESC",
-    };
+    let direction = keyset::keyword(query.direction);
     sql.push(format_args!(
         " ORDER BY t.project_id, t.{column} {direction}, t.id {direction}"
     ));

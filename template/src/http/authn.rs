@@ -45,12 +45,14 @@ pub async fn per_account(State(state): State<AppState>, mut request: Request, ne
     next.run(request).await
 }
 
-/// The token of an `Authorization: Bearer` header; the scheme is case-insensitive.
+/// The token of an `Authorization: Bearer` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
+    bearer_token(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an authorization value `Bearer <token>`; the scheme is case-insensitive.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    authorization
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())

@@ -22,6 +22,7 @@ pub async fn join(
     State(state): State<AppState>,
     State(hub): State<Arc<Hub>>,
 ) {
+    let refused = |err: ApiError| refusal(err, "the access token is no longer valid");
     let reply = async {
         let presence = hub.admit(&socket)?;
         let body = body.map_err(|err| bad_payload(&hub, &err))?;
@@ -30,11 +31,11 @@ pub async fn join(
             .get::<Caller>()
             .ok_or_else(|| Ack::failed("unauthorized", "the connection is not authenticated"))?;
         // Permissions as they are now, not as they were at the handshake.
-        let user = CurrentUser::holding(&state, &claims).await.map_err(refusal)?;
-        let mut conn = state.db.acquire().await.map_err(|err| refusal(err.into()))?;
+        let user = CurrentUser::holding(&state, &claims).await.map_err(refused)?;
+        let mut conn = state.db.acquire().await.map_err(|err| refused(err.into()))?;
         let project = db::projects::find(&mut conn, user.scope(), body.project_id)
             .await
-            .map_err(|err| refusal(err.into()))?;
+            .map_err(|err| refused(err.into()))?;
         drop(conn);
         if project.is_none() {
             state.metrics.security_event("realtime_join_refused");
@@ -68,12 +69,13 @@ pub fn bad_payload(hub: &Hub, err: &ParserError) -> Ack {
     Ack::failed("bad_payload", err.to_string())
 }
 
-/// An error on the way to an answer, as the client reads it; internal causes are logged.
-fn refusal(err: ApiError) -> Ack {
+/// An error on the way to an answer, as the client reads it: `unauthorized` for a token
+/// refused, else a generic refusal with the internal cause logged.
+pub(super) fn refusal(err: ApiError, unauthorized: &'static str) -> Ack {
     match err {
-        ApiError::Unauthorized { .. } => Ack::failed("unauthorized", "the access token is no longer valid"),
+        ApiError::Unauthorized { .. } => Ack::failed("unauthorized", unauthorized),
         err => {
-            tracing::error!(error = %err, "realtime join failed");
+            tracing::error!(error = %err, "realtime event failed");
             Ack::failed("unavailable", "the service cannot answer now; try again shortly")
         }
     }

@@ -63,9 +63,7 @@ async fn connection_init(state: AppState, payload: serde_json::Value) -> Result<
         .or_else(|| payload.get("authorization"))
         .and_then(serde_json::Value::as_str);
     let token = header
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
+        .and_then(authn::bearer_token)
         .ok_or_else(|| Error::new("send an access token in connection_init: Authorization: Bearer <token>"))?;
     let claims = authn::verify(&state, token).await.map_err(from_api)?;
     let user = CurrentUser::holding(&state, &claims).await.map_err(from_api)?;
