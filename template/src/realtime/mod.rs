@@ -133,8 +133,9 @@ pub fn layer(state: &AppState) -> RealtimeLayer {
         .max_buffer_size(config.send_buffer)
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
-        // Clients send little; a smaller read buffer keeps idle connections cheap.
-        .ws_read_buffer_size(1024)
+        // Clients send little: a handshake with its token fits in 512 bytes, and the buffer
+        // grows for a longer message. Every idle connection keeps one.
+        .ws_read_buffer_size(512)
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
         .connect_timeout(Duration::from_secs(10))
