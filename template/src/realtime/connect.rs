@@ -21,10 +21,6 @@ use crate::auth::AccessClaims;
 use crate::http::authn::{self, CurrentUser};
 use crate::http::error::ApiError;
 
-/// The token a connection was authenticated with, kept for the checks of later events.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Arc<AccessClaims>);
-
 /// Why a handshake was refused, as the client reads it.
 #[derive(Debug)]
 pub struct Refused(&'static str);
@@ -67,7 +63,7 @@ pub async fn authenticate(
             "send an access token in the handshake: auth: { token }",
         ));
     };
-    let (claims, user) = check(&state, &token).await.map_err(|err| match err {
+    let (claims, _) = check(&state, &token).await.map_err(|err| match err {
         ApiError::Unauthorized { .. } => refuse("invalid_token", INVALID),
         _ => Refused("the service cannot check tokens now; try again shortly"),
     })?;
@@ -77,12 +73,11 @@ pub async fn authenticate(
         return Err(refuse("invalid_token", INVALID));
     }
     let presence = hub
-        .enter(user.id, claims.exp)
+        .enter(claims)
         .map_err(|message| refuse("too_many_connections", message))?;
     let expiry = tokio::spawn(expire(io, socket.id, Arc::downgrade(&presence)));
     let _ = presence.expiry.set(expiry.abort_handle());
     socket.extensions.insert(presence);
-    socket.extensions.insert(Caller(Arc::new(claims)));
     // Here, not in the connect handler: socketioxide runs that as a task of its own, which may
     // start only after the client, already told it is connected, has sent its first event;
     // that event would find no handler and be lost.
@@ -126,14 +121,9 @@ async fn refresh(
         if user.id != presence.account {
             return Err(Ack::failed("unauthorized", "the token is for another account"));
         }
-        presence
-            .expires_at
-            .store(claims.exp, std::sync::atomic::Ordering::Relaxed);
-        socket.extensions.insert(Caller(Arc::new(claims.clone())));
-        Ok(Ack::Refreshed {
-            ok: true,
-            expires_at: claims.exp,
-        })
+        let expires_at = claims.exp;
+        presence.renew(claims);
+        Ok(Ack::Refreshed { ok: true, expires_at })
     };
     let _ = ack.send(&reply.await.unwrap_or_else(|refusal| refusal));
 }
@@ -166,10 +156,7 @@ async fn disconnected(reason: DisconnectReason, State(hub): State<Arc<Hub>>) {
 /// Disconnects the client when its token expires, unless a fresh one moved the expiry on.
 async fn expire(io: SocketIo, sid: Sid, presence: std::sync::Weak<Presence>) {
     loop {
-        let Some(expires_at) = presence
-            .upgrade()
-            .map(|presence| presence.expires_at.load(std::sync::atomic::Ordering::Relaxed))
-        else {
+        let Some(expires_at) = presence.upgrade().map(|presence| presence.claims().exp) else {
             return;
         };
         let left = expires_at - OffsetDateTime::now_utc().unix_timestamp();

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -28,6 +28,7 @@ use super::config::RealtimeConfig;
 use super::fanout::Heard;
 use super::metrics::RealtimeMetrics;
 use super::protocol::Ack;
+use crate::auth::AccessClaims;
 use crate::events::EventType;
 
 /// How often a slow consumer's disconnect is tried again.
@@ -75,18 +76,19 @@ struct Head {
     project_id: Uuid,
 }
 
-/// One connection's place in the counts, its rooms, its token's expiry and its event budget;
-/// kept in the socket's extensions, and given back when the socket is dropped.
+/// One connection's place in the counts, its rooms, its token and its event budget; kept in
+/// the socket's extensions, and given back when the socket is dropped.
 #[derive(Debug)]
 pub struct Presence {
     counts: Arc<Mutex<Counts>>,
     metrics: RealtimeMetrics,
+    /// The account it is counted under: its token's `sub`, which a fresh token cannot change.
     pub account: Uuid,
     rooms: Mutex<HashSet<Uuid>>,
     /// Set once the connection was found not to read; it joins nothing more.
     slow: AtomicBool,
-    /// When its access token expires, in seconds since the Unix epoch.
-    pub expires_at: AtomicI64,
+    /// The token it connected with, or the fresh one it sent since.
+    claims: Mutex<Arc<AccessClaims>>,
     pub expiry: OnceLock<AbortHandle>,
     limiter: DefaultDirectRateLimiter,
 }
@@ -102,8 +104,9 @@ impl Hub {
         }
     }
 
-    /// Counts a new connection of `account`, or says why there is no room for it.
-    pub fn enter(&self, account: Uuid, expires_at: i64) -> Result<Arc<Presence>, &'static str> {
+    /// Counts a new connection with `claims`, or says why there is no room for it.
+    pub fn enter(&self, claims: AccessClaims) -> Result<Arc<Presence>, &'static str> {
+        let account = claims.sub;
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if counts.connections >= self.config.max_connections {
             return Err("the server has no room for more connections; try again later");
@@ -123,7 +126,7 @@ impl Hub {
             account,
             rooms: Mutex::default(),
             slow: AtomicBool::new(false),
-            expires_at: AtomicI64::new(expires_at),
+            claims: Mutex::new(Arc::new(claims)),
             expiry: OnceLock::new(),
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
         }))
@@ -296,6 +299,15 @@ impl Hub {
 }
 
 impl Presence {
+    pub fn claims(&self) -> Arc<AccessClaims> {
+        Arc::clone(&self.claims.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A fresh token of the same account.
+    pub fn renew(&self, claims: AccessClaims) {
+        *self.claims.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(claims);
+    }
+
     pub fn leave(&self, socket: &SocketRef, project_id: Uuid) {
         socket.leave(room(project_id));
         if self

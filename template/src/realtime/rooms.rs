@@ -7,7 +7,6 @@ use std::sync::Arc;
 use socketioxide::ParserError;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use super::connect::Caller;
 use super::hub::Hub;
 use super::protocol::{Ack, Join, Leave};
 use crate::AppState;
@@ -26,12 +25,10 @@ pub async fn join(
     let reply = async {
         let presence = hub.admit(&socket)?;
         let body = body.map_err(|err| bad_payload(&hub, &err))?;
-        let Caller(claims) = socket
-            .extensions
-            .get::<Caller>()
-            .ok_or_else(|| Ack::failed("unauthorized", "the connection is not authenticated"))?;
         // Permissions as they are now, not as they were at the handshake.
-        let user = CurrentUser::holding(&state, &claims).await.map_err(refused)?;
+        let user = CurrentUser::holding(&state, &presence.claims())
+            .await
+            .map_err(refused)?;
         let mut conn = state.db.acquire().await.map_err(|err| refused(err.into()))?;
         let project = db::projects::find(&mut conn, user.scope(), body.project_id)
             .await
