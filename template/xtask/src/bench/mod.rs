@@ -65,7 +65,8 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     let queue = queue(&binaries, &url, server_cpus)?;
 
     let service_port = free_port()?;
-    let service_process = Process::start(&mut serve(&binaries, &url, service_port, server_cpus)?)?;
+    let serve_on = |port| serve(&binaries, &url, port, server_cpus);
+    let service_process = Process::start(&mut serve_on(service_port)?)?;
     let hello_port = free_port()?;
     let hello_process = Process::start(
         host::pinned(&binaries.join("examples").join("hello"), server_cpus).env("HELLO_PORT", hello_port.to_string()),
@@ -105,25 +106,22 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     };
 
     let hello_world = Scenario::get("hello-world", "/");
+    // Every endpoint's scenario, as each round measures them.
+    let measure_endpoints = || -> anyhow::Result<(Vec<Measurement>, Scenario)> {
+        let (measurements, main_read) = endpoints(service, &load)?;
+{%- if redis and auth == "issuer" %}
+        let mut measurements = measurements;
+        redis_variants(&mut measurements, &serve_on, service, &load, &main_read)?;
+{%- endif %}
+        Ok((measurements, main_read))
+    };
     let hello = load.measure(hello_target, &hello_world)?;
-    let (measurements, main_read) = endpoints(service, &load)?;
+    let (measurements, main_read) = measure_endpoints()?;
     memory.after_load = host::rss_kib(service.pid);
 {%- if realtime and auth == "issuer" %}
     let realtime = realtime(&binaries, service, placement.load_cpus.as_deref())?;
 {%- else %}
     let realtime = None;
-{%- endif %}
-{%- if redis and auth == "issuer" %}
-    let mut measurements = measurements;
-    redis_variants(
-        &mut measurements,
-        &binaries,
-        &url,
-        server_cpus,
-        service,
-        &load,
-        &main_read,
-    )?;
 {%- endif %}
     if flags.profile {
         let recording = profile::Recording::start(service.pid, &out)?;
@@ -153,7 +151,7 @@ pub fn run(flags: &Bench) -> anyhow::Result<()> {
     let ratios = write_report(&hello, &measurements)?;
     compare(flags, &ratios, || {
         let hello = load.measure(hello_target, &hello_world)?;
-        let (measurements, _) = endpoints(service, &load)?;
+        let (measurements, _) = measure_endpoints()?;
         write_report(&hello, &measurements)
     })
 }
@@ -203,16 +201,14 @@ fn redis_url() -> anyhow::Result<String> {
 /// with the rate limits on, so that what each costs shows next to the read.
 fn redis_variants(
     measurements: &mut Vec<Measurement>,
-    binaries: &std::path::Path,
-    url: &str,
-    cpus: Option<&str>,
+    serve_on: &dyn Fn(u16) -> anyhow::Result<Command>,
     service: Target,
     load: &Load,
     main_read: &Scenario,
 ) -> anyhow::Result<()> {
     let measure = |name: &'static str, settings: &[(&str, &str)]| -> anyhow::Result<Measurement> {
         let port = free_port()?;
-        let mut command = serve(binaries, url, port, cpus)?;
+        let mut command = serve_on(port)?;
         command.envs(settings.iter().copied());
         let process = Process::start(&mut command)?;
         wait_for(port, "/health/ready")?;
