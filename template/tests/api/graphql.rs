@@ -389,6 +389,9 @@ impl<S: Subscriber> Layer<S> for TaskStatements {
 impl TaskStatements {
     /// The statements `request` causes.
     async fn during<T>(&self, request: impl Future<Output = T>) -> (usize, T) {
+        // A test on another thread can register sqlx's callsites while this test's subscriber is
+        // being set, and cache them as unwanted; recomputing the cache makes them count again.
+        tracing::callsite::rebuild_interest_cache();
         let before = self.0.load(Ordering::Relaxed);
         let output = request.await;
         (self.0.load(Ordering::Relaxed) - before, output)
