@@ -1,5 +1,6 @@
 //! The worker: one loop per queue claims as many due jobs as it has free slots and runs each
-//! in a task of its own, so a panic fails that attempt and nothing else. Beside the loops, a
+//! in a task of its own, so a panic fails that attempt and nothing else. A job's slot is free
+//! again once its handler returns, while its outcome is still being recorded. Beside the loops, a
 //! listener wakes them when a job commits, a recorder deletes succeeded jobs in batches, a
 //! ticker renews the leases of running jobs, another reads the queue depths for metrics, and
 //! the scheduler enqueues cron ticks.
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -165,7 +166,7 @@ impl Drop for Worker {
 
 async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch::Receiver<bool>) {
     let config = &shared.state.config.jobs;
-    let slots = config.concurrency(queue);
+    let slots = Arc::new(Semaphore::new(config.concurrency(queue)));
     let kinds = shared.registry.kinds(queue);
     let claim = Claim {
         queue,
@@ -174,25 +175,30 @@ async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch:
         lease: config.lease(),
     };
     let wake = &shared.wake[queue];
+    // Attempts, and outcomes being recorded: all are waited for when the worker stops.
     let mut running = JoinSet::new();
     while !*stopped.borrow() {
-        // Jobs that finished meanwhile free their slots together, for one claim to fill.
         while running.try_join_next().is_some() {}
-        // `None`: every slot is busy, so only a finished job (or the stop) matters.
+        // `None`: every slot is busy, so only a freed slot (or the stop) matters.
         let mut wait = None;
-        if running.len() < slots {
+        if slots.available_permits() > 0 {
             wait = Some(config.poll_interval());
             let pool = shared.state.db.pool();
-            let free = i64::try_from(slots - running.len()).unwrap_or(i64::MAX);
+            // Slots freed meanwhile are filled together, by one claim.
+            let free = i64::try_from(slots.available_permits()).unwrap_or(i64::MAX);
             match queue::claim(pool, &claim, free).await {
                 Ok(jobs) => {
                     for job in jobs {
-                        running.spawn(run_job(shared.clone(), queue, job));
+                        // This loop alone takes slots, and it claimed no more than were free.
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        running.spawn(run_job(shared.clone(), queue, job, slot));
                     }
                 }
                 Err(err) => tracing::warn!(queue, error = %err, "cannot claim jobs"),
             }
-            if running.len() == slots {
+            if slots.available_permits() == 0 {
                 wait = None;
             } else if let Ok(Some(secs)) = queue::next_due(pool, &claim).await {
                 // Wake when the next job falls due. One that fell due since the claim, or that
@@ -206,7 +212,7 @@ async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch:
         }
         tokio::select! {
             changed = stopped.changed() => if changed.is_err() { break },
-            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = slots.acquire(), if wait.is_none() => {}
             () = wake.notified() => {}
             () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
         }
@@ -228,8 +234,9 @@ async fn drain(running: &mut JoinSet<()>, timeout: Duration) {
     }
 }
 
-/// Runs one claimed job and records the outcome.
-async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed) {
+/// Runs one claimed job in `slot`, which it frees when its handler returns, then records the
+/// outcome under the job's lease.
+async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed, slot: OwnedSemaphorePermit) {
     let _held = Held::new(&shared, &job);
     let state = &shared.state;
     let labels = KindLabels {
@@ -239,6 +246,8 @@ async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed) {
     state.metrics.jobs.started(&labels);
     let started = Instant::now();
     let result = attempt(&shared, &job).await;
+    let ran_for = started.elapsed();
+    drop(slot);
     let pool = state.db.pool();
     let lost = || tracing::warn!(job = %job.id, kind = job.kind, "the job's lease was lost while it ran; its new holder decides");
     let outcome = match result {
@@ -283,7 +292,7 @@ async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed) {
         }
     };
     if let Some(outcome) = outcome {
-        state.metrics.jobs.finished(&labels, outcome, started.elapsed());
+        state.metrics.jobs.finished(&labels, outcome, ran_for);
     }
 }
 

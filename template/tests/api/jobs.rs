@@ -1,9 +1,10 @@
 //! Background jobs against a real database: enqueueing inside a transaction, waking, retries
-//! and dead jobs, panics, leases, uniqueness, delays, schedules across workers, shutdown, the
-//! metrics, the built-in prune, and the `worker` and `jobs` subcommands of the binary (a schedule
-//! once per tick across two worker processes among them); and a
+//! and dead jobs, panics, leases, per-queue concurrency, uniqueness, delays, schedules across
+//! workers, shutdown, the metrics, the built-in prune, and the `worker` and `jobs` subcommands
+//! of the binary (a schedule once per tick across two worker processes among them); and a
 //! claim on a long backlog, which reads an index, not the table.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -309,6 +310,51 @@ async fn two_workers_run_each_of_many_jobs_exactly_once() {
         .expect("runs");
     assert_eq!(counts.len(), 60);
     assert!(counts.iter().all(|(_, runs)| *runs == 1), "{counts:?}");
+}
+
+/// Counts how many of its attempts run at once (only one test enqueues it).
+#[derive(Serialize, Deserialize)]
+struct Overlap {}
+
+static OVERLAPPING: AtomicUsize = AtomicUsize::new(0);
+static MOST_OVERLAPPING: AtomicUsize = AtomicUsize::new(0);
+
+impl Job for Overlap {
+    const KIND: &'static str = "overlap";
+    const QUEUE: &'static str = "overlap";
+
+    async fn run(self, _state: AppState) -> anyhow::Result<()> {
+        let now = OVERLAPPING.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST_OVERLAPPING.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        OVERLAPPING.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_queue_runs_as_many_jobs_at_once_as_its_concurrency_and_no_more() {
+    let app = TestApp::spawn_with(
+        |config| {
+            quick(config);
+            config.jobs.concurrency.insert(Overlap::QUEUE.into(), 3);
+        },
+        Router::new(),
+    )
+    .await;
+    let mut tx = pool(&app).begin().await.expect("begin");
+    for _ in 0..12 {
+        jobs::enqueue(&mut tx, &Overlap {}, Options::default())
+            .await
+            .expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+
+    let worker = Worker::start_with(app.state.clone(), Registry::default().with::<Overlap>()).expect("start");
+    eventually("every job ran", || async { job_count(&app, None).await == 0 }).await;
+    worker.stop().await;
+    // Twelve jobs of 50 ms each: three at a time fill every slot, a fourth would overstep.
+    assert_eq!(MOST_OVERLAPPING.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
