@@ -1,14 +1,15 @@
-//! The worker: one loop per queue claims as many due jobs as it has free slots and runs each
-//! in a task of its own, so a panic fails that attempt and nothing else. A job's slot is free
-//! again once its handler returns, while its outcome is still being recorded. Beside the loops, a
-//! listener wakes them when a job commits, a recorder deletes succeeded jobs in batches, a
-//! ticker renews the leases of running jobs, another reads the queue depths for metrics, and
-//! the scheduler enqueues cron ticks.
+//! The worker: one loop per queue claims as many due jobs as it has free slots (and, while the
+//! queue has a backlog, one batch ahead) and runs each in a task of its own, so a panic fails
+//! that attempt and nothing else. A job's slot is free again once its handler returns, while
+//! its outcome is still being recorded. Beside the loops, a listener wakes them when a job
+//! commits, a recorder deletes succeeded jobs in batches, a ticker renews the leases of claimed
+//! jobs, another reads the queue depths for metrics, and the scheduler enqueues cron ticks.
 //!
 //! Stopping stops claiming, lets running jobs finish up to the shutdown timeout, then cancels
-//! the rest and hands their jobs back to the queue without using up an attempt.
+//! the rest and hands their jobs, with those claimed ahead, back to the queue without using up
+//! an attempt.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -53,27 +54,31 @@ struct Shared {
     owner: Uuid,
     wake: BTreeMap<&'static str, Notify>,
     successes: mpsc::UnboundedSender<Success>,
-    /// The attempts in flight, `(id, attempt)`: the only jobs whose leases this worker renews,
-    /// so that one whose outcome could not be recorded (the database failed just then) runs
-    /// out its lease and runs again, instead of being held for as long as the worker lives.
+    /// The attempts claimed and not ended, `(id, attempt)`: the only jobs whose leases this
+    /// worker renews, so that one whose outcome could not be recorded (the database failed just
+    /// then) runs out its lease and runs again, instead of being held for as long as the worker
+    /// lives.
     held: Mutex<HashSet<(Uuid, i32)>>,
 }
 
-/// Keeps an attempt in [`Shared::held`] until it ends, cancelled ones included.
-struct Held<'a> {
-    shared: &'a Shared,
+/// Keeps an attempt in [`Shared::held`] from its claim until it ends, cancelled ones included.
+struct Held {
+    shared: Arc<Shared>,
     job: (Uuid, i32),
 }
 
-impl<'a> Held<'a> {
-    fn new(shared: &'a Shared, job: &Claimed) -> Self {
+impl Held {
+    fn new(shared: &Arc<Shared>, job: &Claimed) -> Self {
         let job = (job.id, job.attempts);
         shared.held.lock().unwrap_or_else(PoisonError::into_inner).insert(job);
-        Self { shared, job }
+        Self {
+            shared: shared.clone(),
+            job,
+        }
     }
 }
 
-impl Drop for Held<'_> {
+impl Drop for Held {
     fn drop(&mut self) {
         let mut held = self.shared.held.lock().unwrap_or_else(PoisonError::into_inner);
         held.remove(&self.job);
@@ -166,7 +171,8 @@ impl Drop for Worker {
 
 async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch::Receiver<bool>) {
     let config = &shared.state.config.jobs;
-    let slots = Arc::new(Semaphore::new(config.concurrency(queue)));
+    let concurrency = config.concurrency(queue);
+    let slots = Arc::new(Semaphore::new(concurrency));
     let kinds = shared.registry.kinds(queue);
     let claim = Claim {
         queue,
@@ -177,37 +183,44 @@ async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch:
     let wake = &shared.wake[queue];
     // Attempts, and outcomes being recorded: all are waited for when the worker stops.
     let mut running = JoinSet::new();
+    // Claimed ahead of free slots while the queue has a backlog (the last claim came back full):
+    // a freed slot starts one of these at once, and the next claim runs while jobs still do.
+    // At most one batch of `concurrency`; leased and renewed like running jobs, and handed back
+    // unstarted when the worker stops.
+    let mut ahead = VecDeque::new();
+    let mut backlog = false;
     while !*stopped.borrow() {
         while running.try_join_next().is_some() {}
+        start_ahead(&shared, queue, &slots, &mut ahead, &mut running);
         // `None`: every slot is busy, so only a freed slot (or the stop) matters.
         let mut wait = None;
-        if slots.available_permits() > 0 {
-            wait = Some(config.poll_interval());
+        let free = slots.available_permits();
+        if ahead.is_empty() && (free > 0 || backlog) {
             let pool = shared.state.db.pool();
             // Slots freed meanwhile are filled together, by one claim.
-            let free = i64::try_from(slots.available_permits()).unwrap_or(i64::MAX);
-            match queue::claim(pool, &claim, free).await {
+            let limit = free + if backlog { concurrency } else { 0 };
+            match queue::claim(pool, &claim, i64::try_from(limit).unwrap_or(i64::MAX)).await {
                 Ok(jobs) => {
-                    for job in jobs {
-                        // This loop alone takes slots, and it claimed no more than were free.
-                        let Ok(slot) = slots.clone().try_acquire_owned() else {
-                            break;
-                        };
-                        running.spawn(run_job(shared.clone(), queue, job, slot));
-                    }
+                    backlog = jobs.len() == limit;
+                    ahead.extend(jobs.into_iter().map(|job| (Held::new(&shared, &job), job)));
+                    start_ahead(&shared, queue, &slots, &mut ahead, &mut running);
                 }
-                Err(err) => tracing::warn!(queue, error = %err, "cannot claim jobs"),
+                Err(err) => {
+                    backlog = false;
+                    tracing::warn!(queue, error = %err, "cannot claim jobs");
+                }
             }
-            if slots.available_permits() == 0 {
-                wait = None;
-            } else if let Ok(Some(secs)) = queue::next_due(pool, &claim).await {
-                // Wake when the next job falls due. One that fell due since the claim, or that
-                // another worker is claiming now, is looked at again shortly.
-                let until = Duration::try_from_secs_f64(secs)
-                    .ok()
-                    .filter(|until| !until.is_zero())
-                    .unwrap_or(RECHECK);
-                wait = wait.map(|poll| poll.min(until));
+            if slots.available_permits() > 0 {
+                wait = Some(config.poll_interval());
+                if let Ok(Some(secs)) = queue::next_due(pool, &claim).await {
+                    // Wake when the next job falls due. One that fell due since the claim, or
+                    // that another worker is claiming now, is looked at again shortly.
+                    let until = Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|until| !until.is_zero())
+                        .unwrap_or(RECHECK);
+                    wait = wait.map(|poll| poll.min(until));
+                }
             }
         }
         tokio::select! {
@@ -218,6 +231,24 @@ async fn run_queue(shared: Arc<Shared>, queue: &'static str, mut stopped: watch:
         }
     }
     drain(&mut running, config.shutdown_timeout()).await;
+}
+
+/// Starts claimed jobs, oldest claim first, in the free slots (this loop alone takes slots).
+fn start_ahead(
+    shared: &Arc<Shared>,
+    queue: &'static str,
+    slots: &Arc<Semaphore>,
+    ahead: &mut VecDeque<(Held, Claimed)>,
+    running: &mut JoinSet<()>,
+) {
+    while !ahead.is_empty() {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            return;
+        };
+        if let Some((held, job)) = ahead.pop_front() {
+            running.spawn(run_job(shared.clone(), queue, job, held, slot));
+        }
+    }
 }
 
 /// Lets running jobs finish until `timeout`, then cancels the rest.
@@ -236,8 +267,7 @@ async fn drain(running: &mut JoinSet<()>, timeout: Duration) {
 
 /// Runs one claimed job in `slot`, which it frees when its handler returns, then records the
 /// outcome under the job's lease.
-async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed, slot: OwnedSemaphorePermit) {
-    let _held = Held::new(&shared, &job);
+async fn run_job(shared: Arc<Shared>, queue: &'static str, job: Claimed, _held: Held, slot: OwnedSemaphorePermit) {
     let state = &shared.state;
     let labels = KindLabels {
         queue,

@@ -1,8 +1,8 @@
 //! Background jobs against a real database: enqueueing inside a transaction, waking, retries
-//! and dead jobs, panics, leases, per-queue concurrency, uniqueness, delays, schedules across
-//! workers, shutdown, the metrics, the built-in prune, and the `worker` and `jobs` subcommands
-//! of the binary (a schedule once per tick across two worker processes among them); and a
-//! claim on a long backlog, which reads an index, not the table.
+//! and dead jobs, panics, leases, per-queue concurrency and claims ahead, uniqueness, delays,
+//! schedules across workers, shutdown, the metrics, the built-in prune, and the `worker` and
+//! `jobs` subcommands of the binary (a schedule once per tick across two worker processes among
+//! them); and a claim on a long backlog, which reads an index, not the table.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -70,7 +70,19 @@ fn quick(config: &mut service::config::Config) {
 }
 
 async fn spawn() -> TestApp {
-    let app = TestApp::spawn_with(quick, Router::new()).await;
+    spawn_with(|_| {}).await
+}
+
+/// A service with [`quick`] settings, changed by `configure`, and a `job_runs` table.
+async fn spawn_with(configure: impl FnOnce(&mut service::config::Config)) -> TestApp {
+    let app = TestApp::spawn_with(
+        |config| {
+            quick(config);
+            configure(config);
+        },
+        Router::new(),
+    )
+    .await;
     sqlx::query("CREATE TABLE job_runs (label text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
         .execute(pool(&app))
         .await
@@ -334,13 +346,9 @@ impl Job for Overlap {
 
 #[tokio::test]
 async fn a_queue_runs_as_many_jobs_at_once_as_its_concurrency_and_no_more() {
-    let app = TestApp::spawn_with(
-        |config| {
-            quick(config);
-            config.jobs.concurrency.insert(Overlap::QUEUE.into(), 3);
-        },
-        Router::new(),
-    )
+    let app = spawn_with(|config| {
+        config.jobs.concurrency.insert(Overlap::QUEUE.into(), 3);
+    })
     .await;
     let mut tx = pool(&app).begin().await.expect("begin");
     for _ in 0..12 {
@@ -523,6 +531,47 @@ async fn stopping_lets_running_jobs_finish_and_hands_back_those_past_the_deadlin
 
 /// A claim reads the head of the due jobs' index, however long the backlog, instead of scanning
 /// and sorting every due job.
+#[tokio::test]
+async fn with_a_backlog_a_worker_claims_one_batch_ahead_and_hands_it_back_unstarted_when_it_stops() {
+    let app = spawn_with(|config| config.jobs.default_concurrency = 2).await;
+    let mut tx = pool(&app).begin().await.expect("begin");
+    for number in 0..6 {
+        let slow = Record {
+            sleep_ms: 60_000,
+            ..record(&format!("backlog-{number}"))
+        };
+        jobs::enqueue(&mut tx, &slow, Options::default())
+            .await
+            .expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+    let worker = worker(&app);
+
+    // Two run in the two slots; two more wait, claimed, to start the moment a slot frees.
+    eventually("a batch claimed ahead", || async {
+        job_count(&app, Some("running")).await == 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(job_count(&app, Some("running")).await, 4, "one batch ahead, no more");
+    let started: i64 = sqlx::query_scalar("SELECT count(*) FROM job_runs")
+        .fetch_one(pool(&app))
+        .await
+        .expect("runs");
+    assert_eq!(started, 2, "only as many started as there are slots");
+
+    worker.stop().await;
+    let left: Vec<(String, i32)> = sqlx::query_as("SELECT state, attempts FROM jobs")
+        .fetch_all(pool(&app))
+        .await
+        .expect("jobs");
+    assert_eq!(
+        left,
+        vec![("ready".to_owned(), 0); 6],
+        "all handed back, no attempt used"
+    );
+}
+
 #[tokio::test]
 async fn a_claim_on_a_long_backlog_scans_no_table() {
     let app = spawn().await;
