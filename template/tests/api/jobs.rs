@@ -529,8 +529,6 @@ async fn stopping_lets_running_jobs_finish_and_hands_back_those_past_the_deadlin
     );
 }
 
-/// A claim reads the head of the due jobs' index, however long the backlog, instead of scanning
-/// and sorting every due job.
 #[tokio::test]
 async fn with_a_backlog_a_worker_claims_one_batch_ahead_and_hands_it_back_unstarted_when_it_stops() {
     let app = spawn_with(|config| config.jobs.default_concurrency = 2).await;
@@ -572,6 +570,8 @@ async fn with_a_backlog_a_worker_claims_one_batch_ahead_and_hands_it_back_unstar
     );
 }
 
+/// A claim reads the head of the due jobs' index, however long the backlog, instead of scanning
+/// and sorting every due job.
 #[tokio::test]
 async fn a_claim_on_a_long_backlog_scans_no_table() {
     let app = spawn().await;
