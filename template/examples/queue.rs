@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
 
     let begun = Instant::now();
     for _ in 0..JOBS / BATCH {
-        let mut tx = producer.db.pool().begin().await?;
+        let mut tx = producer.db.begin().await?;
         for _ in 0..BATCH {
             jobs::enqueue(&mut tx, &Noop {}, Options::default()).await?;
         }
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..PICKUPS {
         // Idle: every worker asleep on its notification, none polling soon.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let mut tx = producer.db.pool().begin().await?;
+        let mut tx = producer.db.begin().await?;
         jobs::enqueue(&mut tx, &Noop {}, Options::default()).await?;
         let committing = Instant::now();
         tx.commit().await?;

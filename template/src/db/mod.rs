@@ -1,5 +1,6 @@
 //! PostgreSQL access: the pool, the embedded migrations, and one module of queries per table.
-//! Query functions take a connection, so a caller can run them alone or inside a transaction.
+//! Query functions take a connection, so a caller can run them alone or inside a transaction;
+//! those that are only correct as a whole take the caller's transaction, from [`begin`].
 
 mod error;
 pub mod keyset;
@@ -21,4 +22,4 @@ pub mod webhooks;
 {%- endif %}
 
 pub use error::DbError;
-pub use pool::{Database, PING_REUSE, PoolStats, commit};
+pub use pool::{Database, PING_REUSE, PoolStats, begin, commit};

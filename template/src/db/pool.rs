@@ -101,7 +101,7 @@ impl Database {
     /// unless committed with [`commit`].
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, DbError> {
         let _waiting = Waiting::enter(&self.waiting);
-        self.pool.begin().await.map_err(DbError::unconstrained)
+        begin(&self.pool).await
     }
 
     /// Checks that PostgreSQL answers within `timeout`, or repeats the answer of a check that
@@ -176,6 +176,25 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts a transaction on a connection of `pool`, whether or not the caller still waits for it.
+///
+/// sqlx (0.9) counts a transaction as begun only once PostgreSQL has answered its `BEGIN`. A
+/// caller dropped while it waits for that answer (a client that hung up, a timeout) hands the
+/// pool a connection that is still inside the transaction, and whatever the next borrower
+/// writes there is never committed. Begun in a task of its own, the answer is always read; a
+/// transaction nobody waits for any more is then dropped, and so rolled back, like any other.
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, DbError> {
+    let pool = pool.clone();
+    #[expect(clippy::disallowed_methods, reason = "the one place it is awaited to the end")]
+    let begun = tokio::spawn(async move { pool.begin().await });
+    match begun.await {
+        Ok(begun) => begun.map_err(DbError::unconstrained),
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(DbError::Unavailable),
     }
 }
 

@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
+use sqlx::postgres::PgTransaction;
 use uuid::Uuid;
 
 use super::DbError;
@@ -53,27 +54,17 @@ pub async fn start_family(
     Ok(family_id)
 }
 
-/// Marks the token `old_hash` used and adds `new_hash` to its family, holding the family's
-/// lock: of two concurrent rotations of the same token, the second waits for the first, then
-/// finds the token used and is treated as reuse; a family revoked meanwhile is refused.
+/// Marks the token `old_hash` used and adds `new_hash` to its family, in the caller's
+/// transaction, which holds the family's lock until it ends: of two concurrent rotations of the
+/// same token, the second waits for the first, then finds the token used and is treated as
+/// reuse; a family revoked meanwhile is refused.
 pub async fn rotate(
-    conn: &mut PgConnection,
+    tx: &mut PgTransaction<'_>,
     old_hash: &[u8],
     new_hash: &[u8],
     idle: Duration,
 ) -> Result<Rotation, DbError> {
-    let mut tx = conn.begin().await.map_err(DbError::unconstrained)?;
-    let rotation = rotate_locked(&mut tx, old_hash, new_hash, idle).await?;
-    tx.commit().await.map_err(DbError::unconstrained)?;
-    Ok(rotation)
-}
-
-async fn rotate_locked(
-    conn: &mut PgConnection,
-    old_hash: &[u8],
-    new_hash: &[u8],
-    idle: Duration,
-) -> Result<Rotation, DbError> {
+    let conn: &mut PgConnection = tx;
     sqlx::query(
         "SELECT 1 FROM refresh_tokens f JOIN refresh_tokens t ON t.family_id = f.id
          WHERE t.token_hash = $1 FOR UPDATE OF f",
@@ -123,21 +114,20 @@ async fn rotate_locked(
     }
 }
 
-/// Revokes the family of the token `token_hash` (logout); `false` when no such token exists.
-pub async fn revoke_family_of(conn: &mut PgConnection, token_hash: &[u8]) -> Result<bool, DbError> {
-    let mut tx = conn.begin().await.map_err(DbError::unconstrained)?;
+/// Revokes the family of the token `token_hash` (logout) in the caller's transaction; `false`
+/// when no such token exists.
+pub async fn revoke_family_of(tx: &mut PgTransaction<'_>, token_hash: &[u8]) -> Result<bool, DbError> {
     let family: Option<Uuid> = sqlx::query_scalar(
         "SELECT f.id FROM refresh_tokens f JOIN refresh_tokens t ON t.family_id = f.id
          WHERE t.token_hash = $1 FOR UPDATE OF f",
     )
     .bind(token_hash)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await
     .map_err(DbError::unconstrained)?;
     if let Some(family_id) = family {
-        revoke_family(&mut tx, family_id).await?;
+        revoke_family(tx, family_id).await?;
     }
-    tx.commit().await.map_err(DbError::unconstrained)?;
     Ok(family.is_some())
 }
 
@@ -152,21 +142,20 @@ async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<(), D
     Ok(())
 }
 
-/// Revokes every session of the account (password change, disabling), its families locked
-/// first, in one order so that two revocations cannot deadlock.
-pub async fn revoke_user(conn: &mut PgConnection, user_id: Uuid) -> Result<(), DbError> {
-    let mut tx = conn.begin().await.map_err(DbError::unconstrained)?;
+/// Revokes every session of the account (password change, disabling) in the caller's
+/// transaction, its families locked first, in one order so that two revocations cannot
+/// deadlock.
+pub async fn revoke_user(tx: &mut PgTransaction<'_>, user_id: Uuid) -> Result<(), DbError> {
     sqlx::query("SELECT 1 FROM refresh_tokens WHERE user_id = $1 AND id = family_id ORDER BY id FOR UPDATE")
         .bind(user_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(DbError::unconstrained)?;
     sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
         .bind(user_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(DbError::unconstrained)?;
-    tx.commit().await.map_err(DbError::unconstrained)?;
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use sqlx::{Connection, PgConnection, QueryBuilder};
+use sqlx::postgres::PgTransaction;
+use sqlx::{PgConnection, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -120,13 +121,11 @@ pub async fn set_password_hash(conn: &mut PgConnection, id: Uuid, password_hash:
     Ok(())
 }
 
-/// Stores a new password hash and ends every session of the account, together.
-pub async fn replace_password(conn: &mut PgConnection, id: Uuid, password_hash: &str) -> Result<(), DbError> {
-    let mut tx = conn.begin().await.map_err(classify)?;
-    set_password_hash(&mut tx, id, password_hash).await?;
-    super::refresh_tokens::revoke_user(&mut tx, id).await?;
-    tx.commit().await.map_err(classify)?;
-    Ok(())
+/// Stores a new password hash and ends every session of the account, together, in the
+/// caller's transaction.
+pub async fn replace_password(tx: &mut PgTransaction<'_>, id: Uuid, password_hash: &str) -> Result<(), DbError> {
+    set_password_hash(tx, id, password_hash).await?;
+    super::refresh_tokens::revoke_user(tx, id).await
 }
 
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<User>, DbError> {
@@ -186,12 +185,12 @@ pub async fn list(conn: &mut PgConnection, after: Option<&Position>, size: PageS
     }))
 }
 
-/// Replaces the account's roles; `false` when there is no such account.
-pub async fn set_roles(conn: &mut PgConnection, id: Uuid, roles: &[String]) -> Result<bool, DbError> {
-    let mut tx = conn.begin().await.map_err(classify)?;
+/// Replaces the account's roles in the caller's transaction; `false` when there is no such
+/// account.
+pub async fn set_roles(tx: &mut PgTransaction<'_>, id: Uuid, roles: &[String]) -> Result<bool, DbError> {
     let updated = sqlx::query("UPDATE users SET updated_at = now() WHERE id = $1")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(classify)?;
     if updated.rows_affected() == 0 {
@@ -199,28 +198,26 @@ pub async fn set_roles(conn: &mut PgConnection, id: Uuid, roles: &[String]) -> R
     }
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(classify)?;
     sqlx::query("INSERT INTO user_roles (user_id, role) SELECT $1, unnest($2::text[])")
         .bind(id)
         .bind(roles)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(classify)?;
-    tx.commit().await.map_err(classify)?;
     Ok(true)
 }
 
-/// Disables the account and ends its sessions; `false` when there is no such account.
-pub async fn disable(conn: &mut PgConnection, id: Uuid) -> Result<bool, DbError> {
-    let mut tx = conn.begin().await.map_err(classify)?;
+/// Disables the account and ends its sessions, in the caller's transaction; `false` when there
+/// is no such account.
+pub async fn disable(tx: &mut PgTransaction<'_>, id: Uuid) -> Result<bool, DbError> {
     let result = sqlx::query("UPDATE users SET status = 'disabled', updated_at = now() WHERE id = $1")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(classify)?;
-    super::refresh_tokens::revoke_user(&mut tx, id).await?;
-    tx.commit().await.map_err(classify)?;
+    super::refresh_tokens::revoke_user(tx, id).await?;
     Ok(result.rows_affected() == 1)
 }

@@ -348,12 +348,12 @@ async fn refresh_session(
     Valid(body): Valid<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let (refresh_token, new_hash) = refresh::generate()?;
-    let mut conn = state.db.acquire().await?;
+    let mut tx = state.db.begin().await?;
     let idle = state.config.auth.session_lifetimes().idle;
-    match db::refresh_tokens::rotate(&mut conn, &refresh::hash(&body.refresh_token), &new_hash, idle).await? {
-        Rotation::Rotated { user_id, family_id } => Ok(Json(
-            token_pair(&state, &mut conn, user_id, family_id, refresh_token, BAD_REFRESH).await?,
-        )),
+    let pair = match db::refresh_tokens::rotate(&mut tx, &refresh::hash(&body.refresh_token), &new_hash, idle).await? {
+        Rotation::Rotated { user_id, family_id } => {
+            token_pair(&state, &mut tx, user_id, family_id, refresh_token, BAD_REFRESH).await
+        }
         Rotation::Reused { user_id, family_id } => {
             state.metrics.security_event("refresh_token_reused");
             tracing::warn!(
@@ -366,7 +366,10 @@ async fn refresh_session(
             Err(BAD_REFRESH)
         }
         Rotation::Refused => Err(BAD_REFRESH),
-    }
+    };
+    // A reused token's revocation stands whatever the answer.
+    db::commit(tx).await?;
+    pair.map(Json)
 }
 
 /// Sign out
@@ -377,8 +380,9 @@ async fn refresh_session(
     request_body = RefreshRequest,
     responses((status = 204, description = "The session is over")))]
 async fn logout(State(state): State<AppState>, Valid(body): Valid<RefreshRequest>) -> Result<StatusCode, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    db::refresh_tokens::revoke_family_of(&mut conn, &refresh::hash(&body.refresh_token)).await?;
+    let mut tx = state.db.begin().await?;
+    db::refresh_tokens::revoke_family_of(&mut tx, &refresh::hash(&body.refresh_token)).await?;
+    db::commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -447,8 +451,9 @@ async fn change_password(
     let NewPassword::Hashed(hash) = state.auth.passwords.hash_new(body.new_password.secret()).await?? else {
         return Err(guessable("new_password"));
     };
-    let mut conn = state.db.acquire().await?;
-    db::users::replace_password(&mut conn, user.id, &hash).await?;
+    let mut tx = state.db.begin().await?;
+    db::users::replace_password(&mut tx, user.id, &hash).await?;
+    db::commit(tx).await?;
     tracing::info!(target: "security", event = "password_changed", user_id = %user.id, "password changed; sessions revoked");
     Ok(StatusCode::NO_CONTENT)
 }

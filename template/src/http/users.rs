@@ -137,14 +137,15 @@ async fn set_roles(
     Path(id): Path<Uuid>,
     Valid(body): Valid<RoleAssignment>,
 ) -> Result<Json<User>, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    if !db::users::set_roles(&mut conn, id, &body.roles).await? {
+    let mut tx = state.db.begin().await?;
+    if !db::users::set_roles(&mut tx, id, &body.roles).await? {
         return Err(ApiError::NotFound(NOT_FOUND));
     }
-    tracing::info!(target: "security", event = "roles_changed", user_id = %id, by = %admin.id, roles = ?body.roles, "roles changed");
-    let user = db::users::find(&mut conn, id)
+    let user = db::users::find(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    db::commit(tx).await?;
+    tracing::info!(target: "security", event = "roles_changed", user_id = %id, by = %admin.id, roles = ?body.roles, "roles changed");
     Ok(Json(User::from(user)))
 }
 
@@ -165,10 +166,11 @@ async fn disable_user(
     Authorized(admin, _): Authorized<UsersWrite>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    if !db::users::disable(&mut conn, id).await? {
+    let mut tx = state.db.begin().await?;
+    if !db::users::disable(&mut tx, id).await? {
         return Err(ApiError::NotFound(NOT_FOUND));
     }
+    db::commit(tx).await?;
     tracing::warn!(target: "security", event = "account_disabled", user_id = %id, by = %admin.id, "account disabled");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -88,7 +88,7 @@ impl Schedules {
 
     async fn enqueue_due(&self, pool: &PgPool) -> anyhow::Result<()> {
         let names: Vec<&str> = self.0.iter().map(|(scheduled, _, _)| scheduled.kind).collect();
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin(pool).await?;
         let due: Vec<(String, OffsetDateTime)> = sqlx::query_as(
             "SELECT name, now() FROM job_schedules WHERE name = ANY($1) AND next_run_at <= now() \
              FOR UPDATE SKIP LOCKED",

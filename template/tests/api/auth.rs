@@ -302,24 +302,27 @@ async fn a_revocation_during_a_rotation_also_revokes_the_token_it_adds() {
         .expect("family");
 
     // A rotation in flight: its transaction has added the next token but not committed.
-    let mut rotating = app.state.db.pool().begin().await.expect("transaction");
+    let mut rotating = app.state.db.begin().await.expect("transaction");
     let rotated = db::refresh_tokens::rotate(&mut rotating, &first, &second, lifetimes.idle)
         .await
         .expect("rotate");
     assert!(matches!(rotated, db::refresh_tokens::Rotation::Rotated { .. }));
     let database = app.state.db.clone();
     let revoking = tokio::spawn(async move {
-        let mut conn = database.acquire().await.expect("connection");
-        db::refresh_tokens::revoke_family_of(&mut conn, &first)
+        let mut tx = database.begin().await.expect("transaction");
+        let revoked = db::refresh_tokens::revoke_family_of(&mut tx, &first)
             .await
-            .expect("revoke")
+            .expect("revoke");
+        db::commit(tx).await.expect("commit");
+        revoked
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!revoking.is_finished(), "the revocation waits for the family's lock");
     rotating.commit().await.expect("commit");
     assert!(revoking.await.expect("task"));
 
-    let after = db::refresh_tokens::rotate(&mut conn, &second, &third, lifetimes.idle)
+    let mut tx = app.state.db.begin().await.expect("transaction");
+    let after = db::refresh_tokens::rotate(&mut tx, &second, &third, lifetimes.idle)
         .await
         .expect("rotate");
     assert_eq!(

@@ -2,6 +2,7 @@
 //! error classification), on a scratch table, so they are proven even in a service that has
 //! no resources yet.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use service::config::DatabaseConfig;
@@ -10,7 +11,7 @@ use service::db::versioned::{self, Table};
 use service::db::{Database, DbError};
 use service::domain::page::{Direction, Page, PageSize, Position, SortValue};
 use service::domain::version::Versioned;
-use sqlx::{PgConnection, QueryBuilder};
+use sqlx::{Connection, PgConnection, QueryBuilder};
 use uuid::Uuid;
 
 use crate::database::TestDatabase;
@@ -184,4 +185,46 @@ async fn an_exhausted_pool_reports_unavailable_and_counts_its_waiters() {
     assert_eq!(db.stats().waiting, 0);
     drop(held);
     assert!(db.ping(Duration::from_secs(1)).await.is_ok());
+}
+
+/// A caller that goes away while its transaction begins (a client that hung up, a timeout)
+/// leaves the pool's connection outside any transaction, so that what the next borrower
+/// writes commits.
+#[tokio::test]
+async fn a_transaction_abandoned_while_it_begins_leaves_its_connection_outside_it() {
+    let test_db = TestDatabase::empty().await;
+    let db = widgets(&test_db, |config| config.max_connections = 1).await;
+    let mut observer = PgConnection::connect(&test_db.url).await.expect("connection");
+
+    // Abandoned after one poll, then after two, and so on until one poll more would finish:
+    // some of these cuts fall while PostgreSQL's answer to BEGIN is awaited.
+    for polls in 1.. {
+        let mut beginning = Box::pin(db.begin());
+        let mut begun = false;
+        for _ in 0..polls {
+            begun = std::future::poll_fn(|cx| Poll::Ready(beginning.as_mut().poll(cx).is_ready())).await;
+            if begun {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(beginning);
+
+        let label = format!("after {polls} polls");
+        let mut conn = db.acquire().await.expect("the only connection");
+        insert(&mut conn, &label).await.expect("insert");
+        drop(conn);
+        let committed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM widgets WHERE label = $1)")
+            .bind(&label)
+            .fetch_one(&mut observer)
+            .await
+            .expect("query");
+        assert!(
+            committed,
+            "a write after a BEGIN abandoned at poll {polls} never committed"
+        );
+        if begun {
+            break;
+        }
+    }
 }

@@ -124,12 +124,12 @@ async fn job_count(app: &TestApp, state: Option<&str>) -> i64 {
 async fn a_job_lands_with_the_write_that_committed_it_and_not_with_one_rolled_back() {
     let app = spawn().await;
 
-    let mut tx = pool(&app).begin().await.expect("begin");
+    let mut tx = app.state.db.begin().await.expect("begin");
     jobs::enqueue(&mut tx, &record("rolled-back"), Options::default())
         .await
         .expect("enqueue");
     tx.rollback().await.expect("rollback");
-    let mut tx = pool(&app).begin().await.expect("begin");
+    let mut tx = app.state.db.begin().await.expect("begin");
     jobs::enqueue(&mut tx, &record("committed"), Options::default())
         .await
         .expect("enqueue");
@@ -305,7 +305,7 @@ async fn two_workers_run_each_of_many_jobs_exactly_once() {
     let app = spawn().await;
     let (first, second) = (worker(&app), worker(&app));
 
-    let mut tx = pool(&app).begin().await.expect("begin");
+    let mut tx = app.state.db.begin().await.expect("begin");
     for number in 0..60 {
         jobs::enqueue(&mut tx, &record(&format!("many-{number}")), Options::default())
             .await
@@ -350,7 +350,7 @@ async fn a_queue_runs_as_many_jobs_at_once_as_its_concurrency_and_no_more() {
         config.jobs.concurrency.insert(Overlap::QUEUE.into(), 3);
     })
     .await;
-    let mut tx = pool(&app).begin().await.expect("begin");
+    let mut tx = app.state.db.begin().await.expect("begin");
     for _ in 0..12 {
         jobs::enqueue(&mut tx, &Overlap {}, Options::default())
             .await
@@ -532,7 +532,7 @@ async fn stopping_lets_running_jobs_finish_and_hands_back_those_past_the_deadlin
 #[tokio::test]
 async fn with_a_backlog_a_worker_claims_one_batch_ahead_and_hands_it_back_unstarted_when_it_stops() {
     let app = spawn_with(|config| config.jobs.default_concurrency = 2).await;
-    let mut tx = pool(&app).begin().await.expect("begin");
+    let mut tx = app.state.db.begin().await.expect("begin");
     for number in 0..6 {
         let slow = Record {
             sleep_ms: 60_000,
@@ -590,7 +590,7 @@ async fn a_claim_on_a_long_backlog_scans_no_table() {
         owner: Uuid::new_v4(),
         lease: Duration::from_secs(30),
     };
-    let mut tx = pool(&app).begin().await.expect("begin");
+    let mut tx = app.state.db.begin().await.expect("begin");
     let claimed = queue::claim(&mut *tx, &claim, 4).await.expect("claim");
     let table_scans: i64 = sqlx::query_scalar("SELECT pg_stat_get_xact_numscans('jobs'::regclass)")
         .fetch_one(&mut *tx)
