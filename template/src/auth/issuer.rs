@@ -178,7 +178,9 @@ impl Auth {
         }
         let epoch = self.sessions.epoch();
         let mut conn = db.acquire().await?;
-        let Some(live) = crate::db::users::live_session(&mut conn, claims.sub, session).await? else {
+        let live = crate::db::users::live_session(&mut conn, claims.sub, session).await?;
+        conn.release();
+        let Some(live) = live else {
             return Ok(None);
         };
         self.sessions.remember(epoch, claims.sub, session, &live);

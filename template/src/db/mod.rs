@@ -22,4 +22,4 @@ pub mod webhooks;
 {%- endif %}
 
 pub use error::DbError;
-pub use pool::{Database, PING_REUSE, PoolStats, begin, commit};
+pub use pool::{Database, DbConnection, PING_REUSE, PoolStats, begin, commit};

@@ -1,10 +1,12 @@
 //! The connection pool. It is created without connecting, so the service starts (and reports
 //! itself unready) while PostgreSQL is away, and every connection carries the statement
-//! timeout. Requests take connections through [`Database::acquire`], which counts waiters.
+//! timeout. Requests take connections through [`Database::acquire`], which counts waiters
+//! and hands out connections that requests released cleanly before going to sqlx's pool.
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,6 +14,7 @@ use secrecy::ExposeSecret;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
+use tokio::sync::Notify;
 
 use super::DbError;
 use crate::config::DatabaseConfig;
@@ -26,12 +29,39 @@ pub const PING_REUSE: Duration = Duration::from_millis(500);
 /// A connection idle for longer is checked before it is handed out.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
+/// A connection out of sqlx's pool for this long goes back there when released, so that
+/// callers waiting there (transactions, background work) are served in turn, and sqlx applies
+/// its limits, the connection's lifetime among them.
+const RETURN_AFTER: Duration = Duration::from_millis(100);
+
 /// The pool plus the bookkeeping sqlx does not expose.
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: PgPool,
-    waiting: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     last_ping: Arc<tokio::sync::Mutex<Option<Ping>>>,
+}
+
+/// What [`Database`] and the connections it handed out share.
+#[derive(Debug)]
+struct Shared {
+    /// Callers waiting for sqlx's pool right now.
+    waiting: AtomicUsize,
+    /// Connections released cleanly, oldest first, for the next [`Database::acquire`].
+    released: Mutex<Vec<Released>>,
+    /// Wakes a caller of [`Database::acquire`] waiting for a connection when one is released.
+    on_release: Notify,
+    /// At most half the pool waits here idle, so that users of sqlx's pool itself always find
+    /// the rest.
+    keep_at_most: usize,
+}
+
+#[derive(Debug)]
+struct Released {
+    conn: PoolConnection<Postgres>,
+    at: Instant,
+    /// When it left sqlx's pool.
+    taken: Instant,
 }
 
 /// The outcome of the latest check, and when it ended.
@@ -80,9 +110,15 @@ impl Database {
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
+        let keep_at_most = usize::try_from(pool.options().get_max_connections() / 2).unwrap_or(usize::MAX);
         Self {
             pool,
-            waiting: Arc::default(),
+            shared: Arc::new(Shared {
+                waiting: AtomicUsize::new(0),
+                released: Mutex::default(),
+                on_release: Notify::new(),
+                keep_at_most,
+            }),
             last_ping: Arc::default(),
         }
     }
@@ -91,16 +127,40 @@ impl Database {
         &self.pool
     }
 
-    /// Takes a connection, waiting at most the configured acquire timeout.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, DbError> {
-        let _waiting = Waiting::enter(&self.waiting);
-        self.pool.acquire().await.map_err(DbError::unconstrained)
+    /// Takes a connection, waiting at most the configured acquire timeout: the one a request
+    /// released last, else whichever comes first of one released meanwhile and one from
+    /// sqlx's pool.
+    pub async fn acquire(&self) -> Result<DbConnection, DbError> {
+        let shared = &self.shared;
+        if let Some(Released { conn, taken, .. }) = shared.take_released() {
+            return Ok(DbConnection::new(conn, taken, shared));
+        }
+        let _waiting = Waiting::enter(&shared.waiting);
+        // Created once, so that the caller keeps its place in sqlx's queue.
+        let mut from_pool = std::pin::pin!(self.pool.acquire());
+        loop {
+            tokio::select! {
+                conn = &mut from_pool => {
+                    let conn = conn.map_err(DbError::unconstrained)?;
+                    return Ok(DbConnection::new(conn, Instant::now(), shared));
+                }
+                () = shared.on_release.notified() => {
+                    if let Some(Released { conn, taken, .. }) = shared.take_released() {
+                        return Ok(DbConnection::new(conn, taken, shared));
+                    }
+                }
+            }
+        }
     }
 
-    /// Starts a transaction on a connection taken as [`Self::acquire`] does; it rolls back
-    /// unless committed with [`commit`].
+    /// Starts a transaction on a connection of sqlx's pool; it rolls back unless committed
+    /// with [`commit`]. When that pool has no idle connection, one that waits released for
+    /// the next request goes back there first.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, DbError> {
-        let _waiting = Waiting::enter(&self.waiting);
+        if self.pool.num_idle() == 0 {
+            drop(self.shared.take_released());
+        }
+        let _waiting = Waiting::enter(&self.shared.waiting);
         begin(&self.pool).await
     }
 
@@ -152,14 +212,94 @@ impl Database {
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             size: self.pool.size(),
-            idle: self.pool.num_idle(),
-            waiting: self.waiting.load(Ordering::Relaxed),
+            idle: self.pool.num_idle() + self.shared.lock_released().len(),
+            waiting: self.shared.waiting.load(Ordering::Relaxed),
         }
     }
 
     /// Closes every connection; waits for the ones in use to come back.
     pub async fn close(&self) {
+        drop(std::mem::take(&mut *self.shared.lock_released()));
         self.pool.close().await;
+    }
+}
+
+impl Shared {
+    fn lock_released(&self) -> std::sync::MutexGuard<'_, Vec<Released>> {
+        self.released.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection released last, unless it has been idle for so long that it must be
+    /// checked first; connections idle that long go back to sqlx's pool, which checks them.
+    fn take_released(&self) -> Option<Released> {
+        let mut released = self.lock_released();
+        let fresh = released.partition_point(|idle| idle.at.elapsed() > CHECK_AFTER_IDLE);
+        let stale: Vec<Released> = released.drain(..fresh).collect();
+        let newest = released.pop();
+        drop(released);
+        drop(stale);
+        newest
+    }
+}
+
+/// A connection from [`Database::acquire`], used as a `PgConnection`.
+///
+/// Dropped, it goes back to sqlx's pool, which first checks it with a round trip to
+/// PostgreSQL: sqlx must assume that a query on it was cut off halfway. A request whose
+/// queries all completed calls [`DbConnection::release`] instead, which keeps the connection
+/// for the next request, so that a read costs PostgreSQL one round trip, not two.
+#[derive(Debug)]
+pub struct DbConnection {
+    /// Taken out only by `release`.
+    conn: Option<PoolConnection<Postgres>>,
+    taken: Instant,
+    shared: Arc<Shared>,
+}
+
+impl DbConnection {
+    fn new(conn: PoolConnection<Postgres>, taken: Instant, shared: &Arc<Shared>) -> Self {
+        Self {
+            conn: Some(conn),
+            taken,
+            shared: Arc::clone(shared),
+        }
+    }
+
+    /// Hands the connection to the next request, to be called once its last query completed.
+    /// It goes back to sqlx's pool instead [`RETURN_AFTER`] after it left there, when half
+    /// the pool waits here already and no more callers wait, or if a transaction was left
+    /// open on it.
+    pub fn release(mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if self.taken.elapsed() > RETURN_AFTER || conn.is_in_transaction() {
+            return;
+        }
+        let shared = &self.shared;
+        let waiting = shared.waiting.load(Ordering::Relaxed);
+        let mut released = shared.lock_released();
+        if released.len() < shared.keep_at_most.max(waiting) {
+            released.push(Released {
+                conn,
+                at: Instant::now(),
+                taken: self.taken,
+            });
+            drop(released);
+            shared.on_release.notify_one();
+        }
+    }
+}
+
+impl Deref for DbConnection {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.conn.as_ref().expect("present until released")
+    }
+}
+
+impl DerefMut for DbConnection {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("present until released")
     }
 }
 

@@ -395,9 +395,9 @@ async fn logout(State(state): State<AppState>, Valid(body): Valid<RefreshRequest
     ))]
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let account = db::users::find(&mut conn, user.id)
-        .await?
-        .ok_or(ApiError::NotFound("account not found"))?;
+    let account = db::users::find(&mut conn, user.id).await?;
+    conn.release();
+    let account = account.ok_or(ApiError::NotFound("account not found"))?;
     Ok(Json(Me {
         id: account.id,
         email: account.email,

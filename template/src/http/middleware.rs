@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::client_ip;
 use super::error::{ApiError, PROBLEM_JSON, Problem};
 use crate::AppState;
-use crate::metrics::HttpLabels;
+use crate::metrics::{HttpLabels, Route};
 use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,23 +45,19 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .unwrap_or_else(new_request_id);
     let (client_ip, https) = client_ip::resolve_request(&mut request, &state.trusted_proxies);
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    let route = Route(request.extensions().get::<MatchedPath>().cloned());
     // The account is recorded once `authn` has verified its token.
     let span = tracing::info_span!(
         "request",
         %method,
-        %route,
+        route = route.as_str(),
         request_id = request_id.to_str().unwrap_or_default(),
         %client_ip,
         user_id = tracing::field::Empty,
         otel.name = tracing::field::Empty,
         otel.kind = tracing::field::Empty
     );
-    telemetry::continue_trace(&span, request.headers(), || format!("{method} {route}"));
+    telemetry::continue_trace(&span, request.headers(), || format!("{method} {}", route.as_str()));
 
     let mut response = CURRENT_REQUEST_ID
         .scope(request_id.clone(), next.run(request).instrument(span.clone()))
@@ -136,23 +132,22 @@ fn add_security_headers(headers: &mut HeaderMap, https: bool) {
 
 /// The method as a metrics label. hyper accepts any token as a method, and every distinct
 /// label is a series kept forever, so unknown methods share one label.
-fn method_label(method: &Method) -> String {
-    const KNOWN: [Method; 9] = [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-        Method::OPTIONS,
-        Method::CONNECT,
-        Method::TRACE,
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
     ];
-    if KNOWN.contains(method) {
-        method.as_str().to_owned()
-    } else {
-        "OTHER".to_owned()
-    }
+    KNOWN
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("OTHER", |(_, label)| *label)
 }
 
 /// Gives error responses produced outside handlers (404, 405, 413, timeouts) the same

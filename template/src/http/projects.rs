@@ -327,7 +327,9 @@ pub async fn list(
     query: &domain::ProjectQuery,
 ) -> Result<page::Page<domain::Project>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    Ok(db::projects::list(&mut conn, user.scope(), query).await?)
+    let page = db::projects::list(&mut conn, user.scope(), query).await?;
+    conn.release();
+    Ok(page)
 }
 
 /// Adds a project owned by `user`.
@@ -356,6 +358,7 @@ pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Proje
         .get_or_load(id, async || {
             let mut conn = state.db.acquire().await?;
             let project = db::projects::find(&mut conn, Scope::Any, id).await?;
+            conn.release();
             Ok::<_, ApiError>(project.map(Project::from))
         })
         .await?
@@ -363,10 +366,9 @@ pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Proje
         .ok_or(ApiError::NotFound(NOT_FOUND))
 {%- else %}
     let mut conn = state.db.acquire().await?;
-    db::projects::find(&mut conn, user.scope(), id)
-        .await?
-        .map(Project::from)
-        .ok_or(ApiError::NotFound(NOT_FOUND))
+    let project = db::projects::find(&mut conn, user.scope(), id).await?;
+    conn.release();
+    project.map(Project::from).ok_or(ApiError::NotFound(NOT_FOUND))
 {%- endif %}
 }
 

@@ -374,7 +374,9 @@ pub async fn list(
     query: &domain::TaskQuery,
 ) -> Result<page::Page<domain::Task>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    Ok(db::tasks::list(&mut conn, user.scope(), query).await?)
+    let page = db::tasks::list(&mut conn, user.scope(), query).await?;
+    conn.release();
+    Ok(page)
 }
 
 /// Adds a task to a project `user` may see.
@@ -402,10 +404,9 @@ pub async fn create(state: &AppState, user: &CurrentUser, body: CreateTask) -> R
 /// The task `id`, if `user` may see its project.
 pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Task, ApiError> {
     let mut conn = state.db.acquire().await?;
-    db::tasks::find(&mut conn, user.scope(), id)
-        .await?
-        .map(Task::from)
-        .ok_or(ApiError::NotFound(NOT_FOUND))
+    let task = db::tasks::find(&mut conn, user.scope(), id).await?;
+    conn.release();
+    task.map(Task::from).ok_or(ApiError::NotFound(NOT_FOUND))
 }
 
 /// Applies `body` to task `id` if `if_match` names its current version.

@@ -33,7 +33,7 @@ pub async fn join(
         let project = db::projects::find(&mut conn, user.scope(), body.project_id)
             .await
             .map_err(|err| refused(err.into()))?;
-        drop(conn);
+        conn.release();
         if project.is_none() {
             state.metrics.security_event("realtime_join_refused");
             tracing::warn!(

@@ -228,3 +228,98 @@ async fn a_transaction_abandoned_while_it_begins_leaves_its_connection_outside_i
         }
     }
 }
+
+async fn backend_pid(conn: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .expect("pid")
+}
+
+/// A connection released after its queries completed goes to the next caller as it is,
+/// without the round trip sqlx's pool makes for each connection handed back to it.
+#[tokio::test]
+async fn a_released_connection_serves_the_next_caller_without_going_back_to_the_pool() {
+    let test_db = TestDatabase::empty().await;
+    let db = widgets(&test_db, |config| config.max_connections = 4).await;
+    // The connection that created the table, once sqlx's pool has it back.
+    idle_in_pool(&db, 1).await;
+    let mut conn = db.acquire().await.expect("connection");
+    let first = backend_pid(&mut conn).await;
+    conn.release();
+    assert_eq!(db.pool().num_idle(), 0, "sqlx's pool did not take it back");
+    assert_eq!(db.stats().idle, 1, "the kept connection counts as idle");
+
+    let mut next = db.acquire().await.expect("connection");
+    assert_eq!(backend_pid(&mut next).await, first);
+
+    // Dropped instead of released, as when a query failed or the request went away, it goes
+    // back to sqlx's pool, which checks it first.
+    drop(next);
+    idle_in_pool(&db, 1).await;
+    assert_eq!(db.stats().idle, 1);
+}
+
+/// Waits until sqlx's pool holds `count` idle connections: it takes one back in a task.
+async fn idle_in_pool(db: &Database, count: usize) {
+    let returned = async {
+        while db.pool().num_idle() != count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), returned)
+        .await
+        .expect("sqlx's pool took its connections back");
+}
+
+/// A caller waiting for a connection gets the next one released, though sqlx's pool, which
+/// it also waits on, sees none come back.
+#[tokio::test]
+async fn a_caller_waiting_for_a_connection_gets_the_next_one_released() {
+    let test_db = TestDatabase::empty().await;
+    let db = widgets(&test_db, |config| {
+        config.max_connections = 2;
+        config.acquire_timeout_ms = 5_000;
+    })
+    .await;
+    let (mut first, _second) = (db.acquire().await.expect("one"), db.acquire().await.expect("two"));
+    let pid = backend_pid(&mut first).await;
+    let waiter = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let mut conn = db.acquire().await.expect("a connection");
+            backend_pid(&mut conn).await
+        }
+    });
+    while db.stats().waiting != 1 {
+        tokio::task::yield_now().await;
+    }
+    first.release();
+    let got = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("the waiter was served long before the acquire timeout")
+        .expect("task");
+    assert_eq!(got, pid);
+}
+
+/// Connections kept for requests never keep a transaction waiting: with the whole pool
+/// either kept or in use, beginning hands a kept one back to sqlx's pool.
+#[tokio::test]
+async fn a_transaction_begins_while_the_rest_of_the_pool_is_kept_for_requests() {
+    let test_db = TestDatabase::empty().await;
+    let db = widgets(&test_db, |config| {
+        config.max_connections = 2;
+        config.acquire_timeout_ms = 2_000;
+    })
+    .await;
+    let (kept, _held) = (db.acquire().await.expect("one"), db.acquire().await.expect("two"));
+    kept.release();
+    assert_eq!(db.stats().idle, 1);
+
+    let mut tx = db
+        .begin()
+        .await
+        .expect("a transaction, well before the acquire timeout");
+    insert(&mut tx, "in a transaction").await.expect("insert");
+    service::db::commit(tx).await.expect("commit");
+}

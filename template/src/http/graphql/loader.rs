@@ -50,6 +50,7 @@ impl Loader<TaskPageKey> for TaskPages {
                 (key, page)
             }));
         }
+        conn.release();
         Ok(pages)
     }
 }
