@@ -73,7 +73,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Longest a handler may run before the client gets 503.
     pub request_timeout_secs: u64,
-    /// Longest a client may take to send its request headers before it is disconnected.
+    /// Longest a client may take to send its request headers, from connecting or from its last
+    /// answer, before it is disconnected; so also how long an idle HTTP/1 connection stays open.
     pub header_read_timeout_secs: u64,
     /// Largest accepted request body; larger ones get 413.
     pub body_limit_bytes: usize,
@@ -82,8 +83,8 @@ pub struct ServerConfig {
     /// Open connections one client address (an IPv6 network) may hold; more are closed at
     /// once. Trusted proxies, which carry many clients, are not limited.
     pub max_connections_per_client: usize,
-    /// A connection that starts no request for this long is closed (gracefully: an HTTP/2
-    /// client gets GOAWAY, requests in flight finish).
+    /// An HTTP/2 connection that starts no request for this long is closed gracefully (GOAWAY;
+    /// requests in flight finish).
     pub idle_timeout_secs: u64,
     /// Requests handled at once; excess requests get 503 at once instead of queueing.
     pub max_concurrent_requests: usize,

@@ -3,6 +3,7 @@
 
 mod api;
 pub mod client_ip;
+mod compression;
 mod docs;
 pub mod error;
 pub mod extract;
@@ -55,7 +56,6 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::timeout::TimeoutLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::openapi::OpenApi;
@@ -127,12 +127,12 @@ fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppStat
     let server = &state.config.server;
     let cors = (server.cors_origins().next().is_some()).then(|| cors(server.cors_origins()));
     let stack = ServiceBuilder::new()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .layer(middleware::ObserveLayer(state.clone()))
         // Outside the panic catcher, so that a 500 still carries the CORS headers a browser
         // needs to show it.
         .option_layer(cors)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(CompressionLayer::new())
+        .layer(compression::CompressionLayer)
         .map_response(middleware::problem_details)
         .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
         .layer(DefaultBodyLimit::disable());

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,13 +38,9 @@ pub async fn serve(listener: TcpListener, app: Router, state: &AppState, shutdow
     let config = &state.config.server;
     let header_timeout = config.header_read_timeout();
     let mut builder = Builder::new(TokioExecutor::new());
-    // The header-read timer also runs while a keep-alive connection sits idle, so for HTTP/1
-    // it is a shorter idle timeout too.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(true);
+    // No hyper header-read timeout: it arms and drops a timer on every request. Each
+    // connection's own watchdog (`Connection::serve`) enforces it instead.
+    builder.http1().keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -137,12 +133,20 @@ struct Connection {
 impl Connection {
     /// Serves `app` on `stream` until the connection ends, closing it gracefully (HTTP/1 after
     /// the response in flight, HTTP/2 with GOAWAY once its streams finish) when the server
-    /// drains or the connection has started no request for the idle timeout.
+    /// drains or the connection sits idle too long: an HTTP/1 connection that has not sent a
+    /// whole request head within the header-read timeout of its last answer (or of opening),
+    /// an HTTP/2 connection that has started no request for the idle timeout.
     async fn serve(mut self, stream: TcpStream, peer: SocketAddr, app: Router) {
-        if !sends_protocol_within(&stream, self.header_timeout).await {
+        let Some(protocol) = sends_protocol_within(&stream, self.header_timeout).await else {
             tracing::debug!(%peer, "client sent no request in time; connection dropped");
             return;
-        }
+        };
+        // An HTTP/1 connection waits for the next request's head as soon as it has answered
+        // one, so there the header-read timeout is its idle timeout too.
+        let idle_timeout = match protocol {
+            Protocol::Http1 => self.header_timeout,
+            Protocol::Http2 => self.idle_timeout,
+        };
         let activity = Activity::new();
         let service = TowerToHyperService::new(with_peer(app, peer, activity.clone()));
         let connection = self
@@ -163,7 +167,13 @@ impl Connection {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                () = activity.idle(self.idle_timeout), if !closing => {
+                () = activity.idle(idle_timeout, protocol), if !closing => {
+                    if activity.is_fresh() {
+                        // hyper would wait for the rest of a first request's head, even when
+                        // asked to close; nothing has been answered, so nothing is cut off.
+                        tracing::debug!(%peer, "client sent no whole request in time; connection dropped");
+                        break;
+                    }
                     tracing::debug!(%peer, "idle connection closed");
                     connection.as_mut().graceful_shutdown();
                     closing = true;
@@ -174,7 +184,7 @@ impl Connection {
 }
 
 /// `app` for one connection: handlers see the peer as `ConnectInfo`, as with `axum::serve`,
-/// and each request counts as activity.
+/// and each request's start and answer count as activity.
 fn with_peer(
     app: Router,
     peer: SocketAddr,
@@ -186,10 +196,15 @@ fn with_peer(
     Future: Send,
 > + Clone
 + Send {
+    let answered = activity.clone();
     app.map_request(move |mut request: Request<Incoming>| {
-        activity.touch();
+        activity.start();
         request.extensions_mut().insert(ConnectInfo(peer));
         request
+    })
+    .map_response(move |response| {
+        answered.answer();
+        response
     })
 }
 
@@ -268,20 +283,40 @@ impl Drop for Held {
     }
 }
 
-/// When a connection last started a request, for the idle timeout.
+/// When a connection last started or answered a request, and whether one is in flight, for
+/// its idle timeout. An HTTP/1 connection has one request in flight at most; for HTTP/2 only
+/// the time counts.
 #[derive(Debug, Clone)]
 struct Activity {
     opened: Instant,
-    /// Milliseconds from `opened` to the last request.
+    /// Milliseconds from `opened` to the last start or answer.
     last: Arc<AtomicU64>,
+    /// [`FRESH`], [`IN_FLIGHT`] or [`ANSWERED`].
+    phase: Arc<AtomicU8>,
 }
+
+/// No request has started yet.
+const FRESH: u8 = 0;
+const IN_FLIGHT: u8 = 1;
+const ANSWERED: u8 = 2;
 
 impl Activity {
     fn new() -> Self {
         Self {
             opened: Instant::now(),
             last: Arc::default(),
+            phase: Arc::new(AtomicU8::new(FRESH)),
         }
+    }
+
+    fn start(&self) {
+        self.touch();
+        self.phase.store(IN_FLIGHT, Ordering::Relaxed);
+    }
+
+    fn answer(&self) {
+        self.touch();
+        self.phase.store(ANSWERED, Ordering::Relaxed);
     }
 
     fn touch(&self) {
@@ -289,39 +324,59 @@ impl Activity {
         self.last.store(since_opened, Ordering::Relaxed);
     }
 
-    /// Completes once no request has started for `timeout`.
-    async fn idle(&self, timeout: Duration) {
+    fn is_fresh(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == FRESH
+    }
+
+    /// Completes once no request has started or been answered for `timeout`, and, on HTTP/1,
+    /// none is in flight. An HTTP/2 stream may end without an answer (a reset), so there only
+    /// the time counts.
+    async fn idle(&self, timeout: Duration, protocol: Protocol) {
         loop {
             let last = self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed));
             let deadline = last + timeout;
-            if Instant::now() >= deadline {
+            if Instant::now() < deadline {
+                tokio::time::sleep_until(deadline).await;
+            } else if protocol == Protocol::Http1 && self.phase.load(Ordering::Relaxed) == IN_FLIGHT {
+                // A request outlasting the timeout; its answer moves the deadline.
+                tokio::time::sleep(timeout).await;
+            } else {
                 return;
             }
-            tokio::time::sleep_until(deadline).await;
         }
     }
 }
 
-/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2, without consuming it.
-/// hyper's own timer only starts after that, so a client that connects and stays silent, or
-/// trickles out the HTTP/2 preface, is dropped here.
-async fn sends_protocol_within(stream: &TcpStream, timeout: Duration) -> bool {
+/// What a client speaks, told from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2, without consuming it,
+/// and says which; `None` for a client that stays silent, trickles out the HTTP/2 preface or
+/// hangs up within `timeout`.
+async fn sends_protocol_within(stream: &TcpStream, timeout: Duration) -> Option<Protocol> {
     let deadline = Instant::now() + timeout;
     let mut buffer = [0_u8; HTTP2_PREFACE.len()];
     loop {
         let Ok(Ok(read)) = tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await else {
-            return false;
+            return None;
         };
         if read == 0 {
-            return false;
+            return None;
         }
-        if read == buffer.len() || !HTTP2_PREFACE.starts_with(&buffer[..read]) {
-            return true;
+        if !HTTP2_PREFACE.starts_with(&buffer[..read]) {
+            return Some(Protocol::Http1);
+        }
+        if read == buffer.len() {
+            return Some(Protocol::Http2);
         }
         // Part of the preface arrived. peek returns at once while data is queued (and then
         // beats any timeout), so pause before looking again and watch the deadline here.
         if Instant::now() >= deadline {
-            return false;
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -387,7 +387,7 @@ async fn an_exhausted_pool_is_a_503_problem_with_retry_after() {
 }
 
 #[tokio::test]
-async fn responses_carry_security_headers_and_large_ones_are_compressed() {
+async fn responses_carry_security_headers_and_large_ones_are_compressed_when_asked() {
     let app = spawn_with(|_| {}).await;
 
     let small = app.get("/health/live").await;
@@ -408,6 +408,11 @@ async fn responses_carry_security_headers_and_large_ones_are_compressed() {
         "default-src 'none'; frame-ancestors 'none'"
     );
     assert_eq!(large.headers()["content-encoding"], "gzip");
+    let unasked = app.get("/openapi.json").await;
+    assert!(
+        unasked.headers().get("content-encoding").is_none(),
+        "compressed only when asked"
+    );
 }
 
 #[tokio::test]

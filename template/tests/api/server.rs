@@ -62,6 +62,41 @@ async fn a_client_that_stalls_mid_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_kept_alive_client_that_stalls_mid_headers_is_disconnected() {
+    let app = with_header_timeout().await;
+    let mut stream = served_connection(&app).await;
+    stream.write_all(b"GET /health/live HTTP/1.1\r\n").await.expect("write");
+
+    let (elapsed, received) = until_closed(&mut stream, Duration::from_secs(5)).await;
+
+    assert!(received.is_empty(), "no answer to half a request");
+    assert!(elapsed >= Duration::from_millis(900), "closed too early: {elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_request_that_outlasts_the_header_timeout_is_answered_then_its_idle_connection_closed() {
+    let gate = Gate::new();
+    let app = TestApp::spawn_with(|config| config.server.header_read_timeout_secs = 1, probes(&gate)).await;
+    let mut stream = TcpStream::connect(app.address).await.expect("connect");
+    stream
+        .write_all(b"GET /probe/hold HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .expect("write");
+    gate.entered().await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    gate.open();
+
+    let mut buffer = [0_u8; 512];
+    let read = stream.read(&mut buffer).await.expect("response");
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"), "answered after 1.5 s");
+    let (elapsed, _) = until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "the timeout runs from the answer; closed after {elapsed:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_client_that_trickles_the_http2_preface_is_disconnected() {
     let app = with_header_timeout().await;
     let mut stream = TcpStream::connect(app.address).await.expect("connect");
