@@ -578,12 +578,23 @@ fn regressions(ratios: &BTreeMap<String, f64>, baseline: &Value, tolerance: u8) 
             continue;
         };
         let floor = expected * (1.0 - f64::from(tolerance) / 100.0);
-        println!("{name}: {ratio:.3} of hello-world throughput (baseline {expected:.3}, floor {floor:.3})");
+        let [shown_ratio, shown_baseline, shown_floor] = [*ratio, expected, floor].map(significant);
+        println!("{name}: {shown_ratio} of hello-world throughput (baseline {shown_baseline}, floor {shown_floor})");
         if *ratio < floor {
             regressions.push(name.clone());
         }
     }
     regressions
+}
+
+/// A ratio to three significant digits: sign-in's is a few ten-thousandths, health's near one.
+fn significant(ratio: f64) -> String {
+    let (mut digits, mut scaled) = (3, ratio);
+    while scaled > 0.0 && scaled < 0.1 && digits < 12 {
+        scaled *= 10.0;
+        digits += 1;
+    }
+    format!("{ratio:.digits$}")
 }
 
 /// A database for the benchmark alone, emptied and migrated: the development one with
@@ -690,6 +701,14 @@ impl Drop for Process {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_are_shown_to_three_significant_digits() {
+        assert_eq!(significant(0.72), "0.720");
+        assert_eq!(significant(0.0219), "0.0219");
+        assert_eq!(significant(0.00024), "0.000240");
+        assert_eq!(significant(0.0), "0.000");
+    }
 
     #[test]
     fn only_ratios_below_the_tolerated_floor_are_regressions() {
