@@ -97,7 +97,7 @@ where
         telemetry::continue_trace(&span, request.headers(), || format!("{method} {}", route.as_str()));
         let inner = CURRENT_REQUEST_ID
             .scope(request_id.clone(), self.inner.call(request))
-            .instrument(span.clone());
+            .instrument(span);
         Observed {
             inner,
             finish: Some(Finish {
@@ -107,7 +107,6 @@ where
                 https,
                 method,
                 route,
-                span,
             }),
         }
     }
@@ -129,10 +128,10 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
+        let mut this = self.project();
+        let response = ready!(this.inner.as_mut().poll(cx))?;
         let finish = this.finish.take().expect("polled after completion");
-        Poll::Ready(Ok(finish.finish(response)))
+        Poll::Ready(Ok(finish.finish(response, this.inner.span())))
     }
 }
 
@@ -144,15 +143,15 @@ struct Finish {
     https: bool,
     method: &'static str,
     route: Route,
-    span: Span,
 }
 
 impl Finish {
-    fn finish<B>(self, mut response: Response<B>) -> Response<B> {
+    /// Logs the request's line in `span`, the one it ran in.
+    fn finish<B>(self, mut response: Response<B>, span: &Span) -> Response<B> {
         let status = response.status();
         let elapsed = self.started.elapsed();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        self.span.in_scope(|| {
+        span.in_scope(|| {
             if status.is_server_error() {
                 tracing::warn!(status = status.as_u16(), latency_ms, "request finished");
             } else {
