@@ -42,23 +42,28 @@ pub fn operations() -> OpenApiRouter<AppState> {
     router.merge(metrics::router())
 }
 
-/// The versioned API.
+/// The versioned API. Each route writes its path in full, `/api/v1/...`, rather than being
+/// nested under the prefix: a nested route rewrites every request's URI on the way in.
 pub fn v1() -> OpenApiRouter<AppState> {
-    let v1 = OpenApiRouter::default();
+{%- if auth == "none" %}
+    OpenApiRouter::default()
+{%- else %}
+    let mut v1 = OpenApiRouter::default();
 {%- if auth == "issuer" %}
-    let v1 = v1.merge(super::auth::router()).merge(super::users::router());
+    v1 = v1.merge(super::auth::router()).merge(super::users::router());
 {%- endif %}
 {%- if auth == "verifier" %}
-    let v1 = v1.merge(super::me::router());
+    v1 = v1.merge(super::me::router());
 {%- endif %}
 {%- if example %}
-    let v1 = v1.merge(super::projects::router()).merge(super::tasks::router());
+    v1 = v1.merge(super::projects::router()).merge(super::tasks::router());
 {%- endif %}
-{%- if jobs and auth != "none" %}
-    let v1 = v1.merge(super::jobs::router());
+{%- if jobs %}
+    v1 = v1.merge(super::jobs::router());
 {%- endif %}
 {%- if jobs and example %}
-    let v1 = v1.merge(super::webhooks::router());
+    v1 = v1.merge(super::webhooks::router());
 {%- endif %}
-    OpenApiRouter::default().nest("/api/v1", v1)
+    v1
+{%- endif %}
 }

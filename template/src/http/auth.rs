@@ -202,7 +202,7 @@ impl From<Saturated> for ApiError {
 ///
 /// Answers 202 whether or not the address already has an account, after the same work, so
 /// the answer does not tell which addresses are registered.
-#[utoipa::path(post, path = "/auth/register", tag = "auth", operation_id = "register",
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", operation_id = "register",
     request_body = Registration,
     responses(
         (status = 202, description = "Accepted", body = Accepted),
@@ -240,7 +240,7 @@ async fn register(
 }
 
 /// Sign in
-#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "login",
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login",
     request_body = Credentials,
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
@@ -337,7 +337,7 @@ async fn token_pair(
 /// Exchanges a refresh token for a new pair. Each refresh token works once: presenting a used
 /// one again ends its session, including the newest token, since one of the two parties
 /// holding it is not the account's owner.
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh",
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", operation_id = "refresh",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "The next pair", body = TokenPair),
@@ -376,7 +376,7 @@ async fn refresh_session(
 ///
 /// Ends the session the refresh token belongs to: its refresh token and the access tokens
 /// issued in it stop working. Answers 204 for any token, known or not.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logout",
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout",
     request_body = RefreshRequest,
     responses((status = 204, description = "The session is over")))]
 async fn logout(State(state): State<AppState>, Valid(body): Valid<RefreshRequest>) -> Result<StatusCode, ApiError> {
@@ -387,7 +387,7 @@ async fn logout(State(state): State<AppState>, Valid(body): Valid<RefreshRequest
 }
 
 /// The signed-in account
-#[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "me",
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", operation_id = "me",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = Me),
@@ -410,7 +410,7 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>
 /// Change the password
 ///
 /// Ends every session of the account, this one's refresh token included: sign in again.
-#[utoipa::path(post, path = "/auth/password", tag = "auth", operation_id = "changePassword",
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", operation_id = "changePassword",
     security(("bearer" = [])),
     request_body = PasswordChange,
     responses(

@@ -1,5 +1,5 @@
 //! Who is calling, and whether they may. A bearer access token is verified once, by
-//! [`per_account`], which also counts the request against the account's rate limit;
+//! [`per_caller`], which also counts the request against the account's rate limit;
 //! `CurrentUser` then asks `auth::Auth` for the account's permissions (see there for how
 //! current they are), and `Authorized<P>` also requires permission `P`.
 
@@ -10,39 +10,40 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::throttle::{self, CountedElsewhere};
+use super::{client_ip, throttle};
 use crate::AppState;
 use crate::auth::AccessClaims;
 use crate::domain::scope::{RESOURCES_ANY, Scope};
 use crate::metrics::Metrics;
 
-/// An access token [`per_account`] already verified, so that `CurrentUser` need not again.
+/// An access token [`per_caller`] already verified, so that `CurrentUser` need not again.
 #[derive(Debug, Clone)]
 pub struct VerifiedAccess(pub AccessClaims);
 
-/// Verifies the request's bearer token, if it has one, and counts a request with a valid
-/// token against its account's limit instead of its address's. An invalid token is not
-/// refused here: routes that need a caller refuse it through `CurrentUser`.
-pub async fn per_account(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// Counts every API request against one rate limit: its account's when it carries a valid
+/// access token, otherwise its client address's. The verified claims stay on the request for
+/// `CurrentUser`. An invalid token is not refused here: routes that need a caller refuse it
+/// through `CurrentUser`.
+pub async fn per_caller(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let claims = match bearer(request.headers()) {
         Some(token) => state.auth.tokens.verify_access(token).await.ok(),
         None => None,
     };
-    if let Some(claims) = claims {
+    let counted = if let Some(claims) = claims {
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
-        if let Err(limited) = state.auth.per_account.check(&claims.sub).await {
-            return throttle::refuse(&state.metrics, limited).into_response();
-        }
-        request.extensions_mut().insert(CountedElsewhere);
+        let counted = state.auth.per_account.check(&claims.sub).await;
         request.extensions_mut().insert(VerifiedAccess(claims));
-    }
-    next.run(request).await
+        counted
+    } else {
+        state.address_limit.check(client_ip::of(&request)).await
+    };
+    throttle::proceed(&state, counted, request, next).await
 }
 
 /// The token of an `Authorization: Bearer` header.

@@ -77,7 +77,7 @@ pub struct ListDead {
 const NOT_FOUND: &str = "no such dead job";
 
 /// List dead jobs
-#[utoipa::path(get, path = "/jobs/dead", tag = "jobs", operation_id = "listDeadJobs",
+#[utoipa::path(get, path = "/api/v1/jobs/dead", tag = "jobs", operation_id = "listDeadJobs",
     security(("bearer" = [])),
     params(ListDead),
     responses(
@@ -102,7 +102,7 @@ async fn list_dead(
 /// Retry a dead job
 ///
 /// The job is ready again at once, with all its attempts.
-#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs", operation_id = "retryDeadJob",
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", operation_id = "retryDeadJob",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
@@ -126,7 +126,7 @@ async fn retry(
 }
 
 /// Discard a dead job
-#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", operation_id = "discardDeadJob",
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", tag = "jobs", operation_id = "discardDeadJob",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses(

@@ -25,7 +25,7 @@ pub struct Caller {
 }
 
 /// The caller
-#[utoipa::path(get, path = "/me", tag = "auth", operation_id = "me",
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", operation_id = "me",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Caller),

@@ -1,16 +1,14 @@
 //! Middleware that every route runs through: the request's context (id, client address, span,
-//! log line, metrics, security headers), error bodies normalised to problem+json, and the
-//! handlers for panics and overload that the tower layers report to.
+//! log line, metrics, security headers), and the answer for overload that the tower layers
+//! report to.
 
-use std::any::Any;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::BoxError;
-use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
@@ -18,7 +16,7 @@ use tracing::Span;
 use tracing::instrument::{Instrument, Instrumented};
 
 use super::client_ip;
-use super::error::{ApiError, PROBLEM_JSON, Problem};
+use super::error::ApiError;
 use crate::AppState;
 use crate::metrics::{HttpLabels, Route};
 use crate::telemetry;
@@ -96,14 +94,13 @@ where
         );
         telemetry::continue_trace(&span, request.headers(), || format!("{method} {}", route.as_str()));
         let inner = CURRENT_REQUEST_ID
-            .scope(request_id.clone(), self.inner.call(request))
+            .scope(request_id, self.inner.call(request))
             .instrument(span);
         Observed {
             inner,
             finish: Some(Finish {
                 state: self.state.clone(),
                 started,
-                request_id,
                 https,
                 method,
                 route,
@@ -131,7 +128,9 @@ where
         let mut this = self.project();
         let response = ready!(this.inner.as_mut().poll(cx))?;
         let finish = this.finish.take().expect("polled after completion");
-        Poll::Ready(Ok(finish.finish(response, this.inner.span())))
+        // The id goes back from the task-local to the response, rather than cloned for both.
+        let request_id = this.inner.as_mut().inner_pin_mut().take_value();
+        Poll::Ready(Ok(finish.finish(response, this.inner.span(), request_id)))
     }
 }
 
@@ -139,15 +138,14 @@ where
 struct Finish {
     state: AppState,
     started: Instant,
-    request_id: HeaderValue,
     https: bool,
     method: &'static str,
     route: Route,
 }
 
 impl Finish {
-    /// Logs the request's line in `span`, the one it ran in.
-    fn finish<B>(self, mut response: Response<B>, span: &Span) -> Response<B> {
+    /// Logs the request's line in `span`, the one it ran in, and echoes `request_id`.
+    fn finish<B>(self, mut response: Response<B>, span: &Span, request_id: Option<HeaderValue>) -> Response<B> {
         let status = response.status();
         let elapsed = self.started.elapsed();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
@@ -167,7 +165,9 @@ impl Finish {
         let headers = response.headers_mut();
         // Room for the id and the security headers at once, rather than growing on the way.
         headers.reserve(7);
-        headers.insert(REQUEST_ID, self.request_id);
+        if let Some(request_id) = request_id {
+            headers.insert(REQUEST_ID, request_id);
+        }
         add_security_headers(headers, self.https);
         response
     }
@@ -236,58 +236,6 @@ fn method_label(method: &Method) -> &'static str {
         .iter()
         .find(|(known, _)| known == method)
         .map_or("OTHER", |(_, label)| *label)
-}
-
-/// Gives error responses produced outside handlers (404, 405, 413, timeouts) the same
-/// problem+json body as handler errors, keeping their headers such as `Allow`. JSON bodies,
-/// such as problems or the readiness report, are left as they are. A plain function over the
-/// response, so the layer neither boxes the request's future nor clones the inner service.
-pub fn problem_details<B>(response: Response<B>) -> Response
-where
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response.map(Body::new);
-    }
-    let (mut parts, _) = response.into_parts();
-    let detail = match status {
-        StatusCode::NOT_FOUND => Some("no route matches this path".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            Some("this route does not support the method; see the Allow header".to_owned())
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => Some("request body is too large".to_owned()),
-        _ => None,
-    };
-    let body = serde_json::to_vec(&Problem::new(status, detail)).unwrap_or_default();
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(body))
-}
-
-/// Turns a handler panic into a logged 500; the panic message stays in the log.
-#[expect(clippy::needless_pass_by_value, reason = "the signature CatchPanicLayer calls")]
-pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown panic");
-    tracing::error!(panic = message, "handler panicked");
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "an unexpected error occurred".to_owned(),
-    )
-    .into_response()
 }
 
 /// Answers for the tower layers that fail instead of responding: load shedding and the

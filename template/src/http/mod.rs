@@ -7,6 +7,7 @@ mod compression;
 mod docs;
 pub mod error;
 pub mod extract;
+mod guard;
 mod health;
 mod metrics;
 pub mod middleware;
@@ -55,9 +56,7 @@ use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::timeout::TimeoutLayer;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::openapi::OpenApi;
 
 use crate::AppState;
@@ -100,42 +99,46 @@ pub fn assemble(api: Router<AppState>, state: AppState) -> Router {
     if state.config.server.docs {
         operations = operations.merge(docs::router(openapi()));
     }
-    let router = operations
-        .merge(with_limits(api, &state))
-        .fallback(|| async { StatusCode::NOT_FOUND });
-    with_middleware(router, &state).with_state(state)
+    let operations = operations.fallback(|| async { StatusCode::NOT_FOUND });
+    layered(operations, &state, false)
+        .merge(layered(api, &state, true))
+        .with_state(state)
 }
 
-/// Load shedding past the concurrency limit, the request timeout, and the rate limits.
-fn with_limits(router: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let server = &state.config.server;
-    let stack = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(middleware::overload_response))
-        .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
-        .layer(TimeoutLayer::new(server.request_timeout()));
-{%- if auth != "none" %}
-    // Before the per-address limit: a request with a valid token counts against its account.
-    let stack = stack.layer(axum::middleware::from_fn_with_state(state.clone(), authn::per_account));
-{%- endif %}
-    let per_address = axum::middleware::from_fn_with_state(state.clone(), throttle::per_address);
-    router.layer(stack.layer(per_address))
-}
-
-/// The layers every route runs through, outermost first.
-fn with_middleware(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+/// `router` behind the layers every route runs through, outermost first, and behind the
+/// request limits too when `limited`: load shedding past the concurrency limit, the request
+/// timeout, and the rate limits. One `layer` call for the whole stack, because axum boxes each
+/// route once per call, and every request pays for each box.
+fn layered(router: Router<AppState>, state: &AppState, limited: bool) -> Router<AppState> {
     let server = &state.config.server;
     let cors = (server.cors_origins().next().is_some()).then(|| cors(server.cors_origins()));
+    let limits = limited.then(|| {
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(middleware::overload_response))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
+            .layer(TimeoutLayer::new(server.request_timeout()))
+{%- if auth != "none" %}
+            .layer(axum::middleware::from_fn_with_state(state.clone(), authn::per_caller))
+{%- else %}
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                throttle::per_address,
+            ))
+{%- endif %}
+    });
     let stack = ServiceBuilder::new()
         .layer(middleware::ObserveLayer(state.clone()))
         // Outside the panic catcher, so that a 500 still carries the CORS headers a browser
         // needs to show it.
         .option_layer(cors)
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(compression::CompressionLayer)
-        .map_response(middleware::problem_details)
-        .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
-        .layer(DefaultBodyLimit::disable());
+        .layer(guard::GuardLayer {
+            body_limit: server.body_limit_bytes,
+        })
+        // The guard limits every body, so axum's own default limit steps aside.
+        .layer(DefaultBodyLimit::disable())
+        .option_layer(limits);
     router.layer(stack)
 }
 

@@ -203,7 +203,7 @@ impl ListProjects {
 const NOT_FOUND: &str = "project not found";
 
 /// List projects
-#[utoipa::path(get, path = "/projects", tag = "projects", operation_id = "listProjects",
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", operation_id = "listProjects",
     security(("bearer" = [])),
     params(ListProjects),
     responses(
@@ -222,7 +222,7 @@ async fn list_projects(
 }
 
 /// Create a project
-#[utoipa::path(post, path = "/projects", tag = "projects", operation_id = "createProject",
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", operation_id = "createProject",
     security(("bearer" = [])),
     request_body = CreateProject,
     responses(
@@ -248,7 +248,7 @@ async fn create_project(
 }
 
 /// Get a project
-#[utoipa::path(get, path = "/projects/{id}", tag = "projects", operation_id = "getProject",
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects", operation_id = "getProject",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id")),
     responses(
@@ -269,7 +269,7 @@ async fn get_project(
 ///
 /// Needs `If-Match` with the `ETag` of the version being changed, so concurrent edits are
 /// detected instead of lost.
-#[utoipa::path(patch, path = "/projects/{id}", tag = "projects", operation_id = "updateProject",
+#[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", operation_id = "updateProject",
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Project id"),
@@ -296,7 +296,7 @@ async fn update_project(
 }
 
 /// Delete a project and its tasks
-#[utoipa::path(delete, path = "/projects/{id}", tag = "projects", operation_id = "deleteProject",
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects", operation_id = "deleteProject",
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Project id"),

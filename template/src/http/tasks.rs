@@ -252,7 +252,7 @@ impl ListTasks {
 const NOT_FOUND: &str = "task not found";
 
 /// List tasks
-#[utoipa::path(get, path = "/tasks", tag = "tasks", operation_id = "listTasks",
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", operation_id = "listTasks",
     security(("bearer" = [])),
     params(ListTasks),
     responses(
@@ -271,7 +271,7 @@ async fn list_tasks(
 }
 
 /// Create a task
-#[utoipa::path(post, path = "/tasks", tag = "tasks", operation_id = "createTask",
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", operation_id = "createTask",
     security(("bearer" = [])),
     request_body = CreateTask,
     responses(
@@ -296,7 +296,7 @@ async fn create_task(
 }
 
 /// Get a task
-#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks", operation_id = "getTask",
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", operation_id = "getTask",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Task id")),
     responses(
@@ -317,7 +317,7 @@ async fn get_task(
 ///
 /// Needs `If-Match` with the `ETag` of the version being changed, so concurrent edits are
 /// detected instead of lost.
-#[utoipa::path(patch, path = "/tasks/{id}", tag = "tasks", operation_id = "updateTask",
+#[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks", operation_id = "updateTask",
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Task id"),
@@ -343,7 +343,7 @@ async fn update_task(
 }
 
 /// Delete a task
-#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", operation_id = "deleteTask",
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks", operation_id = "deleteTask",
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Task id"),

@@ -1,6 +1,6 @@
-//! The per-address rate limit on every API request, and how any refusal by a limit is
-//! answered: 429 with `Retry-After`, logged and counted as a security event. A request that an
-//! earlier layer already counted against its account ([`CountedElsewhere`]) passes here.
+//! The per-address rate limit on API requests, and how any refusal by a limit is answered: 429
+//! with `Retry-After`, logged and counted as a security event. With accounts, a request that
+//! carries a valid token counts against its account instead (`authn::per_caller`).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -12,18 +12,18 @@ use crate::AppState;
 use crate::limits::Limited;
 use crate::metrics::Metrics;
 
-/// Marks a request that a more specific limit (per account) has already counted.
-#[derive(Debug, Clone, Copy)]
-pub struct CountedElsewhere;
-
-/// Applies the per-address limit to every API request not counted elsewhere.
+/// Counts an API request against its client address's limit.
 pub async fn per_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.extensions().get::<CountedElsewhere>().is_none()
-        && let Err(limited) = state.address_limit.check(client_ip::of(&request)).await
-    {
-        return refuse(&state.metrics, limited).into_response();
+    let counted = state.address_limit.check(client_ip::of(&request)).await;
+    proceed(&state, counted, request, next).await
+}
+
+/// Runs `request` when its limit `counted` it, and answers 429 when the limit refused it.
+pub async fn proceed(state: &AppState, counted: Result<(), Limited>, request: Request, next: Next) -> Response {
+    match counted {
+        Ok(()) => next.run(request).await,
+        Err(limited) => refuse(&state.metrics, limited).into_response(),
     }
-    next.run(request).await
 }
 
 /// Logs and counts the refusal as a security event and turns it into 429. The request's span

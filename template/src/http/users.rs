@@ -96,7 +96,7 @@ const ORDER: &str = "created_at";
 const NOT_FOUND: &str = "account not found";
 
 /// List accounts
-#[utoipa::path(get, path = "/users", tag = "users", operation_id = "listUsers",
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "listUsers",
     security(("bearer" = [])),
     params(ListUsers),
     responses(
@@ -120,7 +120,7 @@ async fn list_users(
 }
 
 /// Replace an account's roles
-#[utoipa::path(put, path = "/users/{id}/roles", tag = "users", operation_id = "setUserRoles",
+#[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", operation_id = "setUserRoles",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Account id")),
     request_body = RoleAssignment,
@@ -152,7 +152,7 @@ async fn set_roles(
 /// Disable an account
 ///
 /// The account can no longer sign in, and its sessions and access tokens stop working at once.
-#[utoipa::path(post, path = "/users/{id}/disable", tag = "users", operation_id = "disableUser",
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "users", operation_id = "disableUser",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Account id")),
     responses(

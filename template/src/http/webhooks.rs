@@ -160,7 +160,7 @@ impl From<EnqueueError> for ApiError {
 }
 
 /// List webhook endpoints
-#[utoipa::path(get, path = "/webhooks", tag = "webhooks", operation_id = "listWebhookEndpoints",
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "listWebhookEndpoints",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The endpoints", body = Endpoints),
@@ -179,7 +179,7 @@ async fn list_endpoints(State(state): State<AppState>, user: CurrentUser) -> Res
 /// Deliveries to it are signed with the secret in the answer, which is not shown again. The
 /// URL must reach a public address: loopback, private, link-local and metadata addresses are
 /// refused, here and at every delivery.
-#[utoipa::path(post, path = "/webhooks", tag = "webhooks", operation_id = "createWebhookEndpoint",
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "createWebhookEndpoint",
     security(("bearer" = [])),
     request_body = CreateEndpoint,
     responses(
@@ -239,7 +239,7 @@ fn refused_url(refused: guard::Refused) -> ApiError {
 }
 
 /// Get a webhook endpoint
-#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", operation_id = "getWebhookEndpoint",
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "getWebhookEndpoint",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Endpoint id")),
     responses(
@@ -262,7 +262,7 @@ async fn get_endpoint(
 /// Delete a webhook endpoint
 ///
 /// Its pending deliveries are dropped, and its delivery records deleted.
-#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", operation_id = "deleteWebhookEndpoint",
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "deleteWebhookEndpoint",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Endpoint id")),
     responses(
@@ -283,7 +283,7 @@ async fn delete_endpoint(
 }
 
 /// List an endpoint's delivery attempts
-#[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "listWebhookDeliveries",
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "listWebhookDeliveries",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Endpoint id"), ListDeliveries),
     responses(

@@ -117,12 +117,7 @@ async fn graphql(State(state): State<AppState>, request: Request) -> Response {
     }
 {%- endif %}
     let config = &state.config.graphql;
-    if request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|length| length > config.max_body_bytes)
-    {
+    if super::guard::declares_more_than(request.headers(), config.max_body_bytes) {
         return ApiError::PayloadTooLarge.into_response();
     }
     // Also for a body sent without a length, or with a false one.
