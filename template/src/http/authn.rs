@@ -1,49 +1,38 @@
 //! Who is calling, and whether they may. A bearer access token is verified once, by
-//! [`per_caller`], which also counts the request against the account's rate limit;
+//! [`verify_bearer`], when the rate limit counts the request against its account;
 //! `CurrentUser` then asks `auth::Auth` for the account's permissions (see there for how
 //! current they are), and `Authorized<P>` also requires permission `P`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::{client_ip, throttle};
 use crate::AppState;
 use crate::auth::AccessClaims;
 use crate::domain::scope::{RESOURCES_ANY, Scope};
 use crate::metrics::Metrics;
 
-/// An access token [`per_caller`] already verified, so that `CurrentUser` need not again.
+/// An access token [`verify_bearer`] already verified, so that `CurrentUser` need not again.
 #[derive(Debug, Clone)]
 pub struct VerifiedAccess(pub AccessClaims);
 
-/// Counts every API request against one rate limit: its account's when it carries a valid
-/// access token, otherwise its client address's. The verified claims stay on the request for
-/// `CurrentUser`. An invalid token is not refused here: routes that need a caller refuse it
-/// through `CurrentUser`.
-pub async fn per_caller(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let claims = match bearer(request.headers()) {
-        Some(token) => state.auth.tokens.verify_access(token).await.ok(),
-        None => None,
-    };
-    let counted = if let Some(claims) = claims {
-        tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
-        let counted = state.auth.per_account.check(&claims.sub).await;
-        request.extensions_mut().insert(VerifiedAccess(claims));
-        counted
-    } else {
-        state.address_limit.check(client_ip::of(&request)).await
-    };
-    throttle::proceed(&state, counted, request, next).await
+/// Verifies the request's bearer token, if it has one, and returns its account for the rate
+/// limit (`throttle::count`), leaving the claims on the request for `CurrentUser`. An invalid
+/// token is not refused here: routes that need a caller refuse it through `CurrentUser`.
+pub async fn verify_bearer(state: &AppState, request: &mut Request) -> Option<Uuid> {
+    let token = bearer(request.headers())?;
+    let claims = state.auth.tokens.verify_access(token).await.ok()?;
+    let account = claims.sub;
+    tracing::Span::current().record("user_id", tracing::field::display(account));
+    request.extensions_mut().insert(VerifiedAccess(claims));
+    Some(account)
 }
 
 /// The token of an `Authorization: Bearer` header.

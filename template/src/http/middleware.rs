@@ -1,22 +1,19 @@
-//! Middleware that every route runs through: the request's context (id, client address, span,
-//! log line, metrics, security headers), and the answer for overload that the tower layers
-//! report to.
+//! The request's context, which every route runs in: its id, client address, span, log line,
+//! metrics and security headers.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::BoxError;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 use tracing::Span;
 use tracing::instrument::{Instrument, Instrumented};
 
 use super::client_ip;
-use super::error::ApiError;
 use crate::AppState;
 use crate::metrics::{HttpLabels, Route};
 use crate::telemetry;
@@ -236,33 +233,6 @@ fn method_label(method: &Method) -> &'static str {
         .iter()
         .find(|(known, _)| known == method)
         .map_or("OTHER", |(_, label)| *label)
-}
-
-/// Answers for the tower layers that fail instead of responding: load shedding and the
-/// request timeout. A timed-out write may still have been applied, so only requests that are
-/// safe to repeat are told to retry.
-pub async fn overload_response(method: Method, err: BoxError) -> Response {
-    let error = if err.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::Unavailable {
-            detail: "the server is at capacity; retry shortly",
-            retry_after: Some(1),
-        }
-    } else if err.is::<tower::timeout::error::Elapsed>() {
-        if method.is_idempotent() {
-            ApiError::Unavailable {
-                detail: "the request took too long and was cancelled",
-                retry_after: Some(1),
-            }
-        } else {
-            ApiError::Unavailable {
-                detail: "the request took too long and was cancelled; it may or may not have taken effect",
-                retry_after: None,
-            }
-        }
-    } else {
-        ApiError::Internal(anyhow::anyhow!(err))
-    };
-    error.into_response()
 }
 
 #[cfg(test)]

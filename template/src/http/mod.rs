@@ -1,6 +1,7 @@
 //! The HTTP interface, and the only module that knows about axum: routes, request and response
 //! types, extractors, error rendering, middleware and the server loop.
 
+mod admission;
 mod api;
 pub mod client_ip;
 mod compression;
@@ -49,13 +50,9 @@ pub mod graphql;
 use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
-use tower::timeout::TimeoutLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::OpenApi;
 
@@ -105,28 +102,12 @@ pub fn assemble(api: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `router` behind the layers every route runs through, outermost first, and behind the
-/// request limits too when `limited`: load shedding past the concurrency limit, the request
-/// timeout, and the rate limits. One `layer` call for the whole stack, because axum boxes each
-/// route once per call, and every request pays for each box.
-fn layered(router: Router<AppState>, state: &AppState, limited: bool) -> Router<AppState> {
+/// `router` behind the layers every route runs through, outermost first, and behind the API's
+/// admission control too when `admitted` (see `admission`). One `layer` call for the whole
+/// stack, because axum boxes each route once per call, and every request pays for each box.
+fn layered(router: Router<AppState>, state: &AppState, admitted: bool) -> Router<AppState> {
     let server = &state.config.server;
     let cors = (server.cors_origins().next().is_some()).then(|| cors(server.cors_origins()));
-    let limits = limited.then(|| {
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(middleware::overload_response))
-            .layer(LoadShedLayer::new())
-            .layer(GlobalConcurrencyLimitLayer::new(server.max_concurrent_requests))
-            .layer(TimeoutLayer::new(server.request_timeout()))
-{%- if auth != "none" %}
-            .layer(axum::middleware::from_fn_with_state(state.clone(), authn::per_caller))
-{%- else %}
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                throttle::per_address,
-            ))
-{%- endif %}
-    });
     let stack = ServiceBuilder::new()
         .layer(middleware::ObserveLayer(state.clone()))
         // Outside the panic catcher, so that a 500 still carries the CORS headers a browser
@@ -138,7 +119,7 @@ fn layered(router: Router<AppState>, state: &AppState, limited: bool) -> Router<
         })
         // The guard limits every body, so axum's own default limit steps aside.
         .layer(DefaultBodyLimit::disable())
-        .option_layer(limits);
+        .option_layer(admitted.then(|| admission::AdmissionLayer::new(state)));
     router.layer(stack)
 }
 

@@ -1,30 +1,30 @@
-//! The per-address rate limit on API requests, and how any refusal by a limit is answered: 429
-//! with `Retry-After`, logged and counted as a security event. With accounts, a request that
-//! carries a valid token counts against its account instead (`authn::per_caller`).
+//! The rate limit on API requests, and how any refusal by a limit is answered: 429 with
+//! `Retry-After`, logged and counted as a security event.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
 
 use super::client_ip;
 use super::error::ApiError;
 use crate::AppState;
 use crate::limits::Limited;
 use crate::metrics::Metrics;
+{%- if auth != "none" %}
 
-/// Counts an API request against its client address's limit.
-pub async fn per_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let counted = state.address_limit.check(client_ip::of(&request)).await;
-    proceed(&state, counted, request, next).await
-}
-
-/// Runs `request` when its limit `counted` it, and answers 429 when the limit refused it.
-pub async fn proceed(state: &AppState, counted: Result<(), Limited>, request: Request, next: Next) -> Response {
-    match counted {
-        Ok(()) => next.run(request).await,
-        Err(limited) => refuse(&state.metrics, limited).into_response(),
+/// Counts an API request against one rate limit: its account's when it carries a valid access
+/// token (verified here, once: see `authn::verify_bearer`), otherwise its client address's.
+pub async fn count(state: &AppState, request: &mut Request) -> Result<(), Limited> {
+    if let Some(account) = super::authn::verify_bearer(state, request).await {
+        return state.auth.per_account.check(&account).await;
     }
+    state.address_limit.check(client_ip::of(request)).await
 }
+{%- else %}
+
+/// Counts an API request against its client address's rate limit.
+pub async fn count(state: &AppState, request: &mut Request) -> Result<(), Limited> {
+    state.address_limit.check(client_ip::of(request)).await
+}
+{%- endif %}
 
 /// Logs and counts the refusal as a security event and turns it into 429. The request's span
 /// carries the client address and, once known, the account.
