@@ -8,23 +8,17 @@ use super::error::ApiError;
 use crate::AppState;
 use crate::limits::Limited;
 use crate::metrics::Metrics;
-{%- if auth != "none" %}
 
-/// Counts an API request against one rate limit: its account's when it carries a valid access
-/// token (verified here, once: see `authn::verify_bearer`), otherwise its client address's.
+/// Counts an API request against one rate limit: {% if auth != "none" %}its account's when it carries a valid access
+/// token (verified here, once: see `authn::verify_bearer`), otherwise {% endif %}its client address's.
 pub async fn count(state: &AppState, request: &mut Request) -> Result<(), Limited> {
+{%- if auth != "none" %}
     if let Some(account) = super::authn::verify_bearer(state, request).await {
         return state.auth.per_account.check(&account).await;
     }
-    state.address_limit.check(client_ip::of(request)).await
-}
-{%- else %}
-
-/// Counts an API request against its client address's rate limit.
-pub async fn count(state: &AppState, request: &mut Request) -> Result<(), Limited> {
-    state.address_limit.check(client_ip::of(request)).await
-}
 {%- endif %}
+    state.address_limit.check(client_ip::of(request)).await
+}
 
 /// Logs and counts the refusal as a security event and turns it into 429. The request's span
 /// carries the client address and, once known, the account.
