@@ -62,10 +62,10 @@ use crate::AppState;
 /// from tests.
 pub fn app(state: AppState) -> Router {
 {%- if realtime %}
-    // Outermost: a WebSocket handshake needs none of the request middleware, and answers at
-    // once, so no request timeout or concurrency slot should hold it.
-    let realtime = crate::realtime::layer(&state);
-    assemble(api_routes(), state).layer(realtime)
+    // Beside the middleware, not behind it: a WebSocket handshake needs none of it, and
+    // answers at once, so no request timeout or concurrency slot should hold it.
+    let realtime = crate::realtime::router(&state);
+    assemble(api_routes(), state).merge(realtime)
 {%- else %}
     assemble(api_routes(), state)
 {%- endif %}

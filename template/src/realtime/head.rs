@@ -7,14 +7,10 @@ use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderValue, Uri};
 
 /// Where socketioxide answers (its default path).
-const PATH: &str = "/socket.io/";
+pub const PATH: &str = "/socket.io/";
 
-/// `request` with its URI and header values in allocations of their own, if it is for the
-/// Socket.IO endpoint; any other request as it came.
+/// `request` with its URI and header values in allocations of their own.
 pub fn owned(request: Request) -> Request {
-    if !request.uri().path().starts_with(PATH) {
-        return request;
-    }
     let (mut parts, body) = request.into_parts();
     // Parsing text copies it; the router's copy of the URI shares the buffer too.
     if let Ok(uri) = parts.uri.to_string().parse::<Uri>() {
@@ -38,8 +34,8 @@ mod tests {
     use super::*;
 
     /// A request whose URI and header value are slices of one buffer, as hyper parses them.
-    fn parsed(path: &'static str) -> (Request, Bytes) {
-        let text = format!("{path}?EIO=4&transport=websocket websocket{}", " ".repeat(16_000));
+    fn parsed() -> (Request, Bytes) {
+        let text = format!("{PATH}?EIO=4&transport=websocket websocket{}", " ".repeat(16_000));
         let buffer = Bytes::from(text);
         let uri_end = buffer.iter().position(|&byte| byte == b' ').expect("a space");
         let uri = Uri::from_maybe_shared(buffer.slice(..uri_end)).expect("a URI");
@@ -53,7 +49,7 @@ mod tests {
 
     #[test]
     fn a_handshake_keeps_nothing_of_the_buffer_it_was_read_into() {
-        let (request, buffer) = parsed("/socket.io/");
+        let (request, buffer) = parsed();
         assert!(!buffer.is_unique());
         let request = owned(request);
         assert!(buffer.is_unique(), "the request still shares the buffer");
@@ -63,13 +59,5 @@ mod tests {
             request.extensions().get::<OriginalUri>().map(|original| &original.0),
             Some(request.uri())
         );
-    }
-
-    #[test]
-    fn other_requests_pass_as_they_came() {
-        let (request, buffer) = parsed("/api/v1/projects");
-        let request = owned(request);
-        assert!(!buffer.is_unique());
-        assert_eq!(request.uri(), "/api/v1/projects?EIO=4&transport=websocket");
     }
 }

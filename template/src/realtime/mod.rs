@@ -19,15 +19,13 @@ mod rooms;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::Router;
 use serde::Serialize;
 use socketioxide::handler::ConnectHandler;
-use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use tower::layer::util::Stack;
-use tower::util::MapRequestLayer;
+use tower::ServiceExt;
 use uuid::Uuid;
 
 pub use config::RealtimeConfig;
@@ -42,7 +40,7 @@ use crate::events::EventType;
 /// Changes a subscriber may fall behind by before it misses some.
 pub const BROADCAST_CAPACITY: usize = 256;
 
-/// Publishes changes, and serves the clients of the router it is layered on.
+/// Publishes changes, and serves the clients of the endpoint [`router`] makes.
 #[derive(Debug)]
 pub struct Realtime {
     fanout: Fanout,
@@ -116,19 +114,18 @@ impl Realtime {
     }
 }
 
-/// Socket.IO's layer, behind the copying of its handshakes' heads ([`head`]).
-pub type RealtimeLayer = Stack<SocketIoLayer, MapRequestLayer<fn(Request) -> Request>>;
-
-/// The Socket.IO endpoint (`/socket.io/`) in front of `state`'s routes, and the task that
-/// hands it the changes the replicas publish. Must be called inside a Tokio runtime.
-pub fn layer(state: &AppState) -> RealtimeLayer {
+/// The Socket.IO endpoint (`/socket.io/`, behind the copying of its handshakes' heads:
+/// [`head`]), and the task that hands it the changes the replicas publish. A route of its own
+/// rather than socketioxide's layer, which would wrap every other route and be paid for by
+/// every request. Must be called inside a Tokio runtime.
+pub fn router(state: &AppState) -> Router {
     let config = &state.config.realtime;
     let hub = Arc::new(Hub::new(
         config.clone(),
         state.realtime.metrics.clone(),
         state.realtime.heard.clone(),
     ));
-    let (layer, io) = SocketIo::builder()
+    let (endpoint, io) = SocketIo::builder()
         .transports([TransportType::Websocket])
         .max_buffer_size(config.send_buffer)
         .ws_max_message_size(config.max_message_bytes)
@@ -141,7 +138,7 @@ pub fn layer(state: &AppState) -> RealtimeLayer {
         .connect_timeout(Duration::from_secs(10))
         .with_state(state.clone())
         .with_state(Arc::clone(&hub))
-        .build_layer();
+        .build_svc();
     io.ns("/", connect::connected.with(connect::authenticate));
     let task = tokio::spawn(hub::run(
         hub,
@@ -155,5 +152,5 @@ pub fn layer(state: &AppState) -> RealtimeLayer {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(task);
-    Stack::new(layer, MapRequestLayer::new(head::owned as fn(Request) -> Request))
+    Router::new().route_service(head::PATH, endpoint.map_request(head::owned))
 }

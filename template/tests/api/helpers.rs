@@ -160,7 +160,7 @@ impl TestApp {
         let state = AppState::new(config, db).expect("valid auth settings");
         let router = http::assemble(http::api_routes().merge(extra_routes), state.clone());
 {%- if realtime %}
-        let router = router.layer(service::realtime::layer(&state));
+        let router = router.merge(service::realtime::router(&state));
 {%- endif %}
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
