@@ -37,7 +37,7 @@ use validator::Validate;
 
 use self::error::{Result, from_api};
 use self::loader::TaskPages;
-use self::observe::{Observe, ReadOnly};
+use self::observe::{Documents, Observe, ReadOnly};
 use super::authn::CurrentUser;
 use super::error::ApiError;
 use super::extract::IfMatch;
@@ -79,6 +79,7 @@ pub fn schema(config: &GraphqlConfig, metrics: GraphqlMetrics) -> Graphql {
         .extension(Observe {
             max_aliases: config.max_aliases,
             metrics,
+            documents: Documents::default(),
         });
     Graphql(if config.introspection {
         builder.finish()

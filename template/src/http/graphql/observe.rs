@@ -1,13 +1,16 @@
 //! What every operation goes through besides the schema's own depth and complexity limits:
-//! the alias limit, queries only over `GET`, and metrics per operation name.
+//! the parsed documents kept for queries sent again, the alias limit, queries only over
+//! `GET`, and metrics per operation name.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Response, ServerError, ServerResult, Variables};
+use lru::LruCache;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,6 +24,7 @@ pub struct ReadOnly;
 pub struct Observe {
     pub max_aliases: usize,
     pub metrics: GraphqlMetrics,
+    pub documents: Documents,
 }
 
 impl ExtensionFactory for Observe {
@@ -28,6 +32,7 @@ impl ExtensionFactory for Observe {
         Arc::new(Observing {
             max_aliases: self.max_aliases,
             metrics: self.metrics.clone(),
+            documents: self.documents.clone(),
         })
     }
 }
@@ -35,6 +40,43 @@ impl ExtensionFactory for Observe {
 struct Observing {
     max_aliases: usize,
     metrics: GraphqlMetrics,
+    documents: Documents,
+}
+
+/// Parsed queries by their text. Clients send the same few queries again and again, and
+/// parsing took about a third of the server's time for a simple read. A kept document still
+/// goes through every check here and through the schema's validation, as a new one does. Only
+/// short queries are kept, and only so many, so that a client sending new queries all the
+/// time holds no more memory than that.
+#[derive(Clone)]
+pub struct Documents(Arc<Mutex<LruCache<Box<str>, ExecutableDocument>>>);
+
+/// How many documents are kept, the least recently used going first.
+const KEPT_DOCUMENTS: NonZeroUsize = NonZeroUsize::new(256).expect("not zero");
+/// The longest query whose document is kept; what applications send is usually far shorter.
+const KEPT_QUERY_BYTES: usize = 2 * 1024;
+
+impl Default for Documents {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(LruCache::new(KEPT_DOCUMENTS))))
+    }
+}
+
+impl Documents {
+    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(query)
+            .cloned()
+    }
+
+    fn keep(&self, query: &str, document: &ExecutableDocument) {
+        if query.len() <= KEPT_QUERY_BYTES {
+            let mut documents = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            documents.put(query.into(), document.clone());
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -46,7 +88,13 @@ impl Extension for Observing {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
+        let document = if let Some(document) = self.documents.get(query) {
+            document
+        } else {
+            let document = next.run(ctx, query, variables).await?;
+            self.documents.keep(query, &document);
+            document
+        };
         let aliases = aliases(&document);
         if aliases > self.max_aliases {
             return Err(refusal(
@@ -186,7 +234,7 @@ impl GraphqlMetrics {
         let Some(name) = name else {
             return "anonymous".to_owned();
         };
-        let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         if names.contains(name) || names.len() < MAX_NAMES && names.insert(name.to_owned()) {
             name.to_owned()
         } else {
@@ -207,6 +255,20 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(aliases(&document), 4);
+    }
+
+    #[test]
+    fn the_documents_of_short_queries_are_kept_and_of_long_ones_not() {
+        let documents = Documents::default();
+        let short = "{ projects { totalItems } }";
+        assert!(documents.get(short).is_none());
+        documents.keep(short, &async_graphql::parser::parse_query(short).expect("parses"));
+        let kept = documents.get(short).expect("kept");
+        assert_eq!(kept.operations.iter().count(), 1);
+
+        let long = format!("{short} #{}", "x".repeat(KEPT_QUERY_BYTES));
+        documents.keep(&long, &async_graphql::parser::parse_query(&long).expect("parses"));
+        assert!(documents.get(&long).is_none());
     }
 
     #[test]
