@@ -88,6 +88,8 @@ impl Extension for Observing {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        // A kept document skips the parser, and the `parse_query` of any extension added after
+        // this one.
         let document = if let Some(document) = self.documents.get(query) {
             document
         } else {
